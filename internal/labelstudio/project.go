@@ -1,0 +1,46 @@
+package labelstudio
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ProjectRef is a parsed project reference.
+type ProjectRef struct {
+	// ID is the project id.
+	ID int64
+	// CreatedAt is the unix time of the project's created_at, when the
+	// reference carried one.
+	CreatedAt int64
+	// HasCreatedAt reports whether it did.
+	HasCreatedAt bool
+}
+
+// ParseProjectRef parses "<id>.<unix seconds>" or a bare "<id>". Label
+// Studio builds it as f"{project.id}.{int(project.created_at.timestamp())}".
+func ParseProjectRef(s string) (ProjectRef, error) {
+	idText, tsText, hasTS := strings.Cut(s, ".")
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if err != nil || id <= 0 {
+		return ProjectRef{}, fmt.Errorf("project %q is not \"<id>.<timestamp>\" or \"<id>\"", clip(s))
+	}
+	ref := ProjectRef{ID: id}
+	if hasTS {
+		ts, err := strconv.ParseInt(tsText, 10, 64)
+		if err != nil || ts < 0 {
+			return ProjectRef{}, fmt.Errorf("project %q has a bad timestamp after the dot", clip(s))
+		}
+		ref.CreatedAt, ref.HasCreatedAt = ts, true
+	}
+	return ref, nil
+}
+
+// clip shortens hostile input before it goes into an error message.
+func clip(s string) string {
+	const max = 40
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
