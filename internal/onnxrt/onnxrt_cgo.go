@@ -62,10 +62,32 @@ type Session struct {
 // that Run takes and returns, in order; nil means every input, or every
 // output, in the model's order.
 func NewSession(data []byte, inputs, outputs []string, opts Options) (*Session, error) {
+	return newSession(model{data: data}, inputs, outputs, opts)
+}
+
+// NewSessionFile loads the ONNX model at path. Unlike NewSession it finds a
+// model's external data file (such as SAM ViT-H's) beside it.
+func NewSessionFile(path string, inputs, outputs []string, opts Options) (*Session, error) {
+	return newSession(model{path: path}, inputs, outputs, opts)
+}
+
+// model is an ONNX model in memory or on disk.
+type model struct {
+	data []byte
+	path string
+}
+
+func newSession(m model, inputs, outputs []string, opts Options) (*Session, error) {
 	if Version() == "" {
 		return nil, ErrUnavailable
 	}
-	ins, outs, err := ort.GetInputOutputInfoWithONNXData(data)
+	var ins, outs []ort.InputOutputInfo
+	var err error
+	if m.path != "" {
+		ins, outs, err = ort.GetInputOutputInfo(m.path)
+	} else {
+		ins, outs, err = ort.GetInputOutputInfoWithONNXData(m.data)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read model signature: %w", err)
 	}
@@ -91,7 +113,11 @@ func NewSession(data []byte, inputs, outputs []string, opts Options) (*Session, 
 			return nil, fmt.Errorf("set inter-op threads: %w", err)
 		}
 	}
-	s.s, err = ort.NewDynamicAdvancedSessionWithONNXData(data, inputs, outputs, so)
+	if m.path != "" {
+		s.s, err = ort.NewDynamicAdvancedSession(m.path, inputs, outputs, so)
+	} else {
+		s.s, err = ort.NewDynamicAdvancedSessionWithONNXData(m.data, inputs, outputs, so)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create session: %w", err)
 	}

@@ -18,6 +18,11 @@ func NewSession(data []byte, inputs, outputs []string, opts Options) (*Session, 
 	return nil, ErrUnavailable
 }
 
+// NewSessionFile reports ErrUnavailable: this binary was built without cgo.
+func NewSessionFile(path string, inputs, outputs []string, opts Options) (*Session, error) {
+	return nil, ErrUnavailable
+}
+
 // InputNames returns nil.
 func (s *Session) InputNames() []string { return nil }
 
