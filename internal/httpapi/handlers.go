@@ -1,0 +1,108 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
+)
+
+// handleHealth answers with fields fixed at start-up, so it stays fast
+// however busy inference is.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeRaw(w, http.StatusOK, s.health)
+}
+
+func (s *Server) handleSetup(w http.ResponseWriter, r *http.Request) {
+	var req ls.SetupRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ls.SetupResponse{ModelVersion: s.cfg.ModelVersion})
+}
+
+func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
+	var req ls.PredictRequest
+	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	resp, err := s.predictor.Predict(r.Context(), &req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
+	var ev ls.WebhookEvent
+	if err := s.decode(w, r, &ev); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if ev.Action == nil {
+		writeError(w, http.StatusBadRequest, `webhook body has no "action"`)
+		return
+	}
+	if !ls.IsTrainEvent(*ev.Action) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "Unknown event"})
+		return
+	}
+	// SAM does not train: the reference's fit() returns None.
+	writeJSON(w, http.StatusCreated, map[string]any{"result": nil, "status": "ok"})
+}
+
+// handleMetrics answers as the reference does until Prometheus metrics land.
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"versions": []string{s.cfg.ModelVersion}})
+}
+
+// invalidateRequest is the optional body of the admin route.
+type invalidateRequest struct {
+	Project      *int64 `json:"project"`
+	Organization *int64 `json:"organization"`
+}
+
+func (s *Server) handleInvalidate(w http.ResponseWriter, r *http.Request) {
+	var req invalidateRequest
+	if r.ContentLength != 0 {
+		// An empty body means "everything"; decode treats it as an error.
+		body := http.MaxBytesReader(w, r.Body, 1<<16)
+		if err := json.NewDecoder(body).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+			writeError(w, http.StatusBadRequest, `body must be {}, {"project": <id>} or {"organization": <id>}`)
+			return
+		}
+	}
+	if req.Project != nil && req.Organization != nil {
+		writeError(w, http.StatusBadRequest, "name a project or an organization, not both")
+		return
+	}
+	var project, org int64
+	if req.Project != nil {
+		project = *req.Project
+	}
+	if req.Organization != nil {
+		org = *req.Organization
+	}
+	if (req.Project != nil && project <= 0) || (req.Organization != nil && org <= 0) {
+		writeError(w, http.StatusBadRequest, "ids must be positive integers")
+		return
+	}
+	n := 0
+	if s.invalidator != nil {
+		n = s.invalidator.Invalidate(project, org)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"invalidated": n, "status": "ok"})
+}
+
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
+}

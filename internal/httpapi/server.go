@@ -1,0 +1,290 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
+)
+
+// Predictor makes predictions.
+type Predictor interface {
+	// Predict answers a predict request.
+	Predict(ctx context.Context, req *ls.PredictRequest) (*ls.PredictResponse, error)
+}
+
+// Invalidator drops cached credentials.
+type Invalidator interface {
+	// Invalidate drops everything cached for a project, for an
+	// organization, or (both zero) everything. It returns how many entries
+	// it dropped.
+	Invalidate(project, organization int64) int
+}
+
+// Config configures a Server.
+type Config struct {
+	// ModelVersion is reported by /setup, /versions and /health.
+	ModelVersion string
+	// Health holds extra /health fields, such as {"model": "demo"}. They are
+	// fixed at start-up: /health does no work.
+	Health map[string]any
+	// BasicAuthUser and BasicAuthPass turn on basic auth when both are set.
+	BasicAuthUser, BasicAuthPass string
+	// AdminToken enables the admin route; "" disables it (404).
+	AdminToken string
+	// MaxRequestBytes caps request bodies.
+	MaxRequestBytes int64
+	// Logger receives request errors.
+	Logger *slog.Logger
+}
+
+// Server serves the API.
+type Server struct {
+	cfg         Config
+	predictor   Predictor
+	invalidator Invalidator
+	log         *slog.Logger
+	health      []byte
+	handler     http.Handler
+}
+
+// New returns a Server. invalidator may be nil.
+func New(cfg Config, p Predictor, inv Invalidator) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 32 << 20
+	}
+	fields := map[string]any{"model_class": ls.ModelClass, "status": "UP", "model_version": cfg.ModelVersion}
+	for k, v := range cfg.Health {
+		fields[k] = v
+	}
+	health, err := encodeJSON(fields)
+	if err != nil {
+		return nil, fmt.Errorf("encode health: %w", err)
+	}
+	s := &Server{cfg: cfg, predictor: p, invalidator: inv, log: cfg.Logger, health: health}
+	mux := http.NewServeMux()
+	s.routes(mux)
+	s.handler = mux
+	return s, nil
+}
+
+// ServeHTTP serves a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// methods dispatches on the request method and answers others with a JSON
+// 405.
+type methods map[string]http.HandlerFunc
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h, ok := m[r.Method]; ok {
+		h(w, r)
+		return
+	}
+	if r.Method == http.MethodHead {
+		if h, ok := m["GET"]; ok {
+			h(w, r)
+			return
+		}
+	}
+	allow := make([]string, 0, len(m))
+	for k := range m {
+		allow = append(allow, k)
+	}
+	sort.Strings(allow)
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed here; use %s", r.Method, strings.Join(allow, " or ")))
+}
+
+// auth requires basic auth when it is configured. Both user and password are
+// compared in constant time.
+func (s *Server) auth(next http.Handler) http.Handler {
+	if s.cfg.BasicAuthUser == "" || s.cfg.BasicAuthPass == "" {
+		return next
+	}
+	wantUser, wantPass := []byte(s.cfg.BasicAuthUser), []byte(s.cfg.BasicAuthPass)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		userOK := subtle.ConstantTimeCompare([]byte(user), wantUser)
+		passOK := subtle.ConstantTimeCompare([]byte(pass), wantPass)
+		if !ok || userOK&passOK != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="Login required"`)
+			writeError(w, http.StatusUnauthorized, "Unauthorized: this ML backend needs basic auth; set the user and password in the model's settings in Label Studio")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// adminOnly hides the admin route unless an admin token is configured, and
+// then requires it as a Bearer token.
+func (s *Server) adminOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.AdminToken == "" {
+			s.handleNotFound(w, r)
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AdminToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="admin"`)
+			writeError(w, http.StatusUnauthorized, "Unauthorized: send Authorization: Bearer <ADMIN_TOKEN>")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusError is an error whose message is safe to show the client and that
+// knows its HTTP status. The packages that return one promise that its
+// message carries no secret.
+type statusError interface {
+	error
+	HTTPStatus() int
+}
+
+// fail answers with the status and message of the first statusError in
+// err's chain, or with a generic 500; the full error goes to the log.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var se statusError
+	if errors.As(err, &se) {
+		code := se.HTTPStatus()
+		level := slog.LevelWarn
+		if code >= 500 {
+			level = slog.LevelError
+		}
+		s.log.Log(r.Context(), level, "request failed", "path", r.URL.Path, "status", code, "err", err)
+		writeError(w, code, se.Error())
+		return
+	}
+	if errors.Is(err, context.Canceled) {
+		s.log.Info("request cancelled by the client", "path", r.URL.Path, "err", err)
+		writeError(w, 499, "request cancelled")
+		return
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Error("request timed out", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusGatewayTimeout, "timed out: "+err.Error())
+		return
+	}
+	s.log.Error("request failed", "path", r.URL.Path, "status", 500, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal error; the backend's log has the details")
+}
+
+// decode reads a JSON body into v, with the size cap applied.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
+	b, err := io.ReadAll(body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes (MAX_REQUEST_BYTES)", tooBig.Limit)}
+		}
+		return &apiError{http.StatusBadRequest, "read request body: " + err.Error()}
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return &apiError{http.StatusBadRequest, "request body is empty; want a JSON object"}
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syn):
+			return &apiError{http.StatusBadRequest, fmt.Sprintf("request body is not valid JSON: %v (at byte %d)", syn, syn.Offset)}
+		case errors.As(err, &typ):
+			return &apiError{http.StatusBadRequest, fmt.Sprintf("request body: field %q must be %s, not %s", typ.Field, typ.Type, typ.Value)}
+		}
+		return &apiError{http.StatusBadRequest, "request body: " + err.Error()}
+	}
+	return nil
+}
+
+// apiError is an error made by this package, safe to show.
+type apiError struct {
+	code int
+	msg  string
+}
+
+func (e *apiError) Error() string   { return e.msg }
+func (e *apiError) HTTPStatus() int { return e.code }
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{Detail: msg, Status: code})
+}
+
+// errorBody is the JSON error shape: detail names the cause.
+type errorBody struct {
+	Detail string `json:"detail"`
+	Status int    `json:"status"`
+}
+
+// writeJSON writes v as Flask's jsonify does: compact, keys sorted, non-ASCII
+// escaped, newline-terminated.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := encodeJSON(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b = []byte(`{"detail":"internal error: encode response","status":500}` + "\n")
+	}
+	writeRaw(w, code, b)
+}
+
+func writeRaw(w http.ResponseWriter, code int, b []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", fmt.Sprint(len(b)))
+	w.WriteHeader(code)
+	w.Write(b) // An error here means the client went away; nothing to do.
+}
+
+// encodeJSON encodes v compactly, without HTML escaping, with non-ASCII
+// runes escaped as \uXXXX (Python's ensure_ascii) and a trailing newline.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return asciiEscape(b), nil
+		}
+	}
+	return b, nil
+}
+
+func asciiEscape(b []byte) []byte {
+	out := make([]byte, 0, len(b)+16)
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		switch {
+		case r < utf8.RuneSelf:
+			out = append(out, b[0])
+		case r > 0xFFFF:
+			r1, r2 := utf16Pair(r)
+			out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+		default:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+		b = b[n:]
+	}
+	return out
+}
+
+func utf16Pair(r rune) (rune, rune) {
+	r -= 0x10000
+	return 0xD800 + (r>>10)&0x3FF, 0xDC00 + r&0x3FF
+}
