@@ -1,0 +1,282 @@
+// Package config reads the service's settings from the environment, checks
+// them, and documents every one of them in a single table.
+//
+// Names follow the Python segment_anything_model backend and Label Studio
+// wherever one exists, so an operator can switch backends without renaming
+// anything. A bad value stops start-up with an error that names the
+// variable and the value, with secrets masked.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of the service.
+type Config struct {
+	// Port is the TCP port to listen on, on all interfaces.
+	Port int
+
+	// LabelStudioURL is Label Studio's base URL; nil when unset.
+	LabelStudioURL *url.URL
+	// APIToken is the static credential: a legacy key or a personal
+	// access token. Secret.
+	APIToken string
+	// LocalFilesRoot is Label Studio's LOCAL_FILES_DOCUMENT_ROOT as mounted
+	// here; "" when not mounted.
+	LocalFilesRoot string
+
+	// EncoderPath and DecoderPath are the SAM ONNX models; both empty
+	// means the bundled demo stand-ins.
+	EncoderPath, DecoderPath string
+	// ONNXRuntimeLib is the path of libonnxruntime.so.
+	ONNXRuntimeLib string
+	// Threads is ONNX Runtime's intra-op thread count; 0 lets it choose.
+	Threads int
+	// EncoderConcurrency bounds how many images are encoded at once.
+	EncoderConcurrency int
+	// EmbeddingCacheBytes bounds the memory of cached image embeddings.
+	EmbeddingCacheBytes int64
+
+	// BasicAuthUser and BasicAuthPass turn on HTTP basic auth when both are
+	// set. The password is secret.
+	BasicAuthUser, BasicAuthPass string
+	// AdminToken enables POST /admin/cache/invalidate. Secret.
+	AdminToken string
+
+	// MaxRequestBytes caps a request body.
+	MaxRequestBytes int64
+	// MaxImageBytes caps an image download.
+	MaxImageBytes int64
+	// MaxImagePixels caps an image's pixel count, checked before decoding.
+	MaxImagePixels int64
+	// FetchTimeout bounds one image download.
+	FetchTimeout time.Duration
+
+	// LogLevel is DEBUG, INFO, WARNING or ERROR.
+	LogLevel string
+}
+
+// Demo reports whether the bundled stand-in models are used.
+func (c *Config) Demo() bool { return c.EncoderPath == "" && c.DecoderPath == "" }
+
+// Setting documents one environment variable.
+type Setting struct {
+	// Names are the variable and its aliases, in the order they are read.
+	Names []string
+	// Default is the value used when none is set, as text.
+	Default string
+	// Secret marks a value that is never printed.
+	Secret bool
+	// Doc says what it does.
+	Doc string
+}
+
+// defaultPort is the reference backend's port.
+const defaultPort = 9090
+
+// Settings lists every setting with its default; the README's table is
+// generated from it (see TestREADMEListsEverySetting).
+var Settings = []Setting{
+	{Names: []string{"PORT"}, Default: "9090", Doc: "TCP port to listen on, on all interfaces."},
+	{Names: []string{"LABEL_STUDIO_HOST", "LABEL_STUDIO_URL"}, Doc: "Label Studio's base URL with its scheme, e.g. `http://label-studio:8080`; a sub-path is allowed. Needed for `/data/…` and cloud-storage images."},
+	{Names: []string{"LABEL_STUDIO_ACCESS_TOKEN", "LABEL_STUDIO_API_KEY"}, Secret: true, Doc: "Static credential: a legacy API key (sent as `Token`) or a personal access token (exchanged at `/api/token/refresh/`, sent as `Bearer`). Detected automatically."},
+	{Names: []string{"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "LOCAL_FILES_DOCUMENT_ROOT"}, Doc: "Where Label Studio's local-files root is mounted here; `/data/local-files/?d=…` images are read from it when present, else fetched over HTTP."},
+	{Names: []string{"SAM_ENCODER_PATH"}, Doc: "SAM encoder ONNX file. Unset together with `SAM_DECODER_PATH`: the bundled demo stand-ins are used."},
+	{Names: []string{"SAM_DECODER_PATH"}, Doc: "SAM decoder ONNX file (the official `SamOnnxModel` export, one or four masks)."},
+	{Names: []string{"ONNXRUNTIME_LIB"}, Default: "the cache of `scripts/fetch-onnxruntime.sh`", Doc: "Path of `libonnxruntime.so` (1.24 or later)."},
+	{Names: []string{"SAM_THREADS"}, Default: "0", Doc: "ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core."},
+	{Names: []string{"SAM_ENCODER_CONCURRENCY"}, Default: "1", Doc: "How many images may be encoded at once; more only helps with many cores."},
+	{Names: []string{"EMBEDDING_CACHE_MB"}, Default: "256", Doc: "Memory for cached image embeddings (4 MiB each), so further clicks on an image skip the download and the encoder."},
+	{Names: []string{"BASIC_AUTH_USER"}, Doc: "Basic-auth user; auth is on only when both user and password are set. Covers every route but `/webhook`."},
+	{Names: []string{"BASIC_AUTH_PASS"}, Secret: true, Doc: "Basic-auth password."},
+	{Names: []string{"ADMIN_TOKEN"}, Secret: true, Doc: "Enables `POST /admin/cache/invalidate` with `Authorization: Bearer <token>`; the route is 404 while unset."},
+	{Names: []string{"MAX_REQUEST_BYTES"}, Default: "33554432", Doc: "Largest request body (interactive payloads carry drafts)."},
+	{Names: []string{"MAX_IMAGE_BYTES"}, Default: "67108864", Doc: "Largest image download."},
+	{Names: []string{"MAX_IMAGE_PIXELS"}, Default: "100000000", Doc: "Largest image, in pixels, checked from the header before decoding."},
+	{Names: []string{"FETCH_TIMEOUT"}, Default: "30s", Doc: "Time limit for one image download."},
+	{Names: []string{"LOG_LEVEL"}, Default: "INFO", Doc: "`DEBUG`, `INFO`, `WARNING` or `ERROR`."},
+	{Names: []string{"USE_ORG_MIDDLEWARE"}, Default: "false", Doc: "Per-organization credentials from Label Studio's database. Not in this release: `true` stops start-up."},
+}
+
+// Error is a bad setting.
+type Error struct {
+	// Name is the variable.
+	Name string
+	// Value is the value as given, or a mask for a secret.
+	Value string
+	// Reason says what is wrong.
+	Reason string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("bad setting %s=%q: %s", e.Name, e.Value, e.Reason)
+}
+
+// DefaultORTLib returns where scripts/fetch-onnxruntime.sh caches the ONNX
+// Runtime library.
+func DefaultORTLib(getenv func(string) string) string {
+	dir := getenv("SAM_CACHE_DIR")
+	if dir == "" {
+		base := getenv("XDG_CACHE_HOME")
+		if base == "" {
+			home := getenv("HOME")
+			if home == "" {
+				home, _ = os.UserHomeDir()
+			}
+			base = filepath.Join(home, ".cache")
+		}
+		dir = filepath.Join(base, "sam-ml-backend")
+	}
+	return filepath.Join(dir, "onnxruntime-1.30.0", "libonnxruntime.so.1")
+}
+
+// Load reads the configuration through getenv.
+func Load(getenv func(string) string) (*Config, error) {
+	r := reader{getenv: getenv}
+	c := &Config{
+		Port:                int(r.int("PORT", defaultPort, 1, 65535)),
+		APIToken:            r.first("LABEL_STUDIO_ACCESS_TOKEN", "LABEL_STUDIO_API_KEY"),
+		LocalFilesRoot:      r.first("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "LOCAL_FILES_DOCUMENT_ROOT"),
+		EncoderPath:         getenv("SAM_ENCODER_PATH"),
+		DecoderPath:         getenv("SAM_DECODER_PATH"),
+		ONNXRuntimeLib:      getenv("ONNXRUNTIME_LIB"),
+		Threads:             int(r.int("SAM_THREADS", 0, 0, 1024)),
+		EncoderConcurrency:  int(r.int("SAM_ENCODER_CONCURRENCY", 1, 1, 1024)),
+		EmbeddingCacheBytes: r.int("EMBEDDING_CACHE_MB", 256, 0, 1<<20) << 20,
+		BasicAuthUser:       getenv("BASIC_AUTH_USER"),
+		BasicAuthPass:       getenv("BASIC_AUTH_PASS"),
+		AdminToken:          getenv("ADMIN_TOKEN"),
+		MaxRequestBytes:     r.int("MAX_REQUEST_BYTES", 32<<20, 1<<10, 1<<40),
+		MaxImageBytes:       r.int("MAX_IMAGE_BYTES", 64<<20, 1<<10, 1<<40),
+		MaxImagePixels:      r.int("MAX_IMAGE_PIXELS", 100_000_000, 1, 1<<40),
+		FetchTimeout:        r.duration("FETCH_TIMEOUT", 30*time.Second),
+		LogLevel:            strings.ToUpper(r.or("LOG_LEVEL", "INFO")),
+	}
+	if name, raw := r.firstNamed("LABEL_STUDIO_HOST", "LABEL_STUDIO_URL"); raw != "" {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			r.fail(name, raw, false, "not a URL")
+		case u.Scheme != "http" && u.Scheme != "https":
+			r.fail(name, raw, false, "needs a scheme: write http://"+strings.TrimPrefix(raw, "//")+" (or https://)")
+		case u.Host == "":
+			r.fail(name, raw, false, "has no host")
+		case u.User != nil:
+			r.fail(name, raw, true, "must not carry credentials; use LABEL_STUDIO_API_KEY")
+		case u.RawQuery != "" || u.Fragment != "":
+			r.fail(name, raw, false, "must not have a query or fragment")
+		default:
+			u.Path = strings.TrimRight(u.Path, "/")
+			u.RawPath = ""
+			c.LabelStudioURL = u
+		}
+	}
+	if c.LocalFilesRoot != "" && !filepath.IsAbs(c.LocalFilesRoot) {
+		r.fail("LOCAL_FILES_DOCUMENT_ROOT", c.LocalFilesRoot, false, "must be an absolute path")
+	}
+	if (c.EncoderPath == "") != (c.DecoderPath == "") {
+		if c.EncoderPath == "" {
+			r.fail("SAM_ENCODER_PATH", "", false, "is needed with SAM_DECODER_PATH")
+		} else {
+			r.fail("SAM_DECODER_PATH", "", false, "is needed with SAM_ENCODER_PATH")
+		}
+	}
+	switch c.LogLevel {
+	case "DEBUG", "INFO", "WARNING", "ERROR":
+	case "WARN":
+		c.LogLevel = "WARNING"
+	default:
+		r.fail("LOG_LEVEL", c.LogLevel, false, "want DEBUG, INFO, WARNING or ERROR")
+	}
+	switch v := strings.ToLower(r.or("USE_ORG_MIDDLEWARE", "false")); v {
+	case "false", "0", "no", "off":
+	case "true", "1", "yes", "on":
+		r.fail("USE_ORG_MIDDLEWARE", v, false, "per-organization credentials are not in this release yet; unset it and set LABEL_STUDIO_API_KEY")
+	default:
+		r.fail("USE_ORG_MIDDLEWARE", v, false, "want true or false")
+	}
+	if c.ONNXRuntimeLib == "" {
+		c.ONNXRuntimeLib = DefaultORTLib(getenv)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return c, nil
+}
+
+type reader struct {
+	getenv func(string) string
+	err    error
+}
+
+func (r *reader) fail(name, value string, secret bool, reason string) {
+	if r.err != nil {
+		return
+	}
+	if secret {
+		value = mask(value)
+	}
+	r.err = &Error{Name: name, Value: value, Reason: reason}
+}
+
+func (r *reader) or(name, def string) string {
+	if v := r.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (r *reader) first(names ...string) string {
+	_, v := r.firstNamed(names...)
+	return v
+}
+
+func (r *reader) firstNamed(names ...string) (string, string) {
+	for _, n := range names {
+		if v := r.getenv(n); v != "" {
+			return n, v
+		}
+	}
+	return names[0], ""
+}
+
+func (r *reader) int(name string, def, min, max int64) int64 {
+	raw := r.getenv(name)
+	if raw == "" {
+		return def
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 64)
+	if err != nil {
+		r.fail(name, raw, false, "not a whole number")
+		return def
+	}
+	if v < min || v > max {
+		r.fail(name, raw, false, fmt.Sprintf("want %d to %d", min, max))
+		return def
+	}
+	return v
+}
+
+func (r *reader) duration(name string, def time.Duration) time.Duration {
+	raw := r.getenv(name)
+	if raw == "" {
+		return def
+	}
+	v, err := time.ParseDuration(raw)
+	if err != nil || v <= 0 {
+		r.fail(name, raw, false, "want a positive duration such as 30s or 2m")
+		return def
+	}
+	return v
+}
+
+// mask hides a secret, keeping only its length.
+func mask(s string) string {
+	return fmt.Sprintf("<%d characters hidden>", len(s))
+}

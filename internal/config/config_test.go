@@ -1,0 +1,107 @@
+package config_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sam-ml-backend/sam-ml-backend/internal/config"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := config.Load(env(map[string]string{"HOME": "/home/u"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != 9090 || c.LogLevel != "INFO" || !c.Demo() || c.EmbeddingCacheBytes != 256<<20 ||
+		c.MaxRequestBytes != 32<<20 || c.FetchTimeout != 30*time.Second || c.EncoderConcurrency != 1 {
+		t.Errorf("unexpected defaults: %+v", c)
+	}
+	if want := "/home/u/.cache/sam-ml-backend/onnxruntime-1.30.0/libonnxruntime.so.1"; c.ONNXRuntimeLib != want {
+		t.Errorf("ONNXRuntimeLib = %q, want %q", c.ONNXRuntimeLib, want)
+	}
+	if c.LabelStudioURL != nil {
+		t.Errorf("LabelStudioURL = %v, want nil", c.LabelStudioURL)
+	}
+}
+
+func TestAliasesAndPrecedence(t *testing.T) {
+	c, err := config.Load(env(map[string]string{
+		"LABEL_STUDIO_URL":          "http://ls:8080/sub/",
+		"LABEL_STUDIO_API_KEY":      "key-b",
+		"LABEL_STUDIO_ACCESS_TOKEN": "key-a",
+		"LOCAL_FILES_DOCUMENT_ROOT": "/data",
+		"LOG_LEVEL":                 "warn",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.LabelStudioURL.String(); got != "http://ls:8080/sub" {
+		t.Errorf("LabelStudioURL = %q, want the URL without its trailing slash", got)
+	}
+	if c.APIToken != "key-a" {
+		t.Errorf("APIToken: LABEL_STUDIO_ACCESS_TOKEN must win over LABEL_STUDIO_API_KEY")
+	}
+	if c.LocalFilesRoot != "/data" || c.LogLevel != "WARNING" {
+		t.Errorf("LocalFilesRoot %q LogLevel %q", c.LocalFilesRoot, c.LogLevel)
+	}
+	c, err = config.Load(env(map[string]string{"LABEL_STUDIO_HOST": "https://a", "LABEL_STUDIO_URL": "http://b"}))
+	if err != nil || c.LabelStudioURL.Host != "a" {
+		t.Errorf("LABEL_STUDIO_HOST must win over LABEL_STUDIO_URL: %v %v", c, err)
+	}
+}
+
+func TestBadValuesNameTheVariable(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"PORT": "http"}, `PORT="http": not a whole number`},
+		{map[string]string{"PORT": "70000"}, `PORT="70000"`},
+		{map[string]string{"LABEL_STUDIO_URL": "172.20.0.4:8080"}, `LABEL_STUDIO_URL="172.20.0.4:8080": needs a scheme`},
+		{map[string]string{"LABEL_STUDIO_HOST": "ftp://x"}, `LABEL_STUDIO_HOST="ftp://x": needs a scheme`},
+		{map[string]string{"LOG_LEVEL": "LOUD"}, `LOG_LEVEL="LOUD"`},
+		{map[string]string{"SAM_ENCODER_PATH": "/m/e.onnx"}, `SAM_DECODER_PATH`},
+		{map[string]string{"FETCH_TIMEOUT": "soon"}, `FETCH_TIMEOUT="soon"`},
+		{map[string]string{"EMBEDDING_CACHE_MB": "-1"}, `EMBEDDING_CACHE_MB="-1"`},
+		{map[string]string{"USE_ORG_MIDDLEWARE": "maybe"}, `USE_ORG_MIDDLEWARE="maybe"`},
+		{map[string]string{"USE_ORG_MIDDLEWARE": "true"}, `not in this release`},
+		{map[string]string{"LOCAL_FILES_DOCUMENT_ROOT": "data"}, `must be an absolute path`},
+	}
+	for _, tt := range tests {
+		_, err := config.Load(env(tt.env))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Load(%v) error = %v, want one containing %q", tt.env, err, tt.want)
+		}
+	}
+}
+
+func TestSecretsAreMasked(t *testing.T) {
+	_, err := config.Load(env(map[string]string{"LABEL_STUDIO_URL": "http://admin:hunter2@ls:8080"}))
+	if err == nil {
+		t.Fatal("accepted a URL with credentials")
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error shows the password: %v", err)
+	}
+}
+
+func TestREADMEListsEverySetting(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, s := range config.Settings {
+		for _, n := range s.Names {
+			if !strings.Contains(readme, "`"+n+"`") {
+				t.Errorf("README.md does not list the setting `%s`", n)
+			}
+		}
+	}
+}
