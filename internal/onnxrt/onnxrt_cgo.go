@@ -51,7 +51,7 @@ func Version() string {
 // Session is one loaded model. It is safe for concurrent use by multiple
 // goroutines; Close must not race with Run.
 type Session struct {
-	s       *ort.DynamicAdvancedSession
+	s        *ort.DynamicAdvancedSession
 	inputs   []Info
 	outputs  []Info
 	inNames  []string
