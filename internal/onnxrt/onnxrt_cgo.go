@@ -98,6 +98,12 @@ func newSession(m model, inputs, outputs []string, opts Options) (*Session, erro
 	if outputs == nil {
 		outputs = names(s.outputs)
 	}
+	if err := known("input", inputs, s.inputs); err != nil {
+		return nil, err
+	}
+	if err := known("output", outputs, s.outputs); err != nil {
+		return nil, err
+	}
 	so, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, fmt.Errorf("create session options: %w", err)
@@ -159,13 +165,26 @@ func (s *Session) Run(ctx context.Context, inputs []Tensor) ([]Tensor, error) {
 		}
 		in[i] = v
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("run model: %w", context.Cause(ctx))
+	}
 	ro, err := ort.NewRunOptions()
 	if err != nil {
 		return nil, fmt.Errorf("create run options: %w", err)
 	}
-	defer ro.Destroy()
-	stop := context.AfterFunc(ctx, func() { ro.Terminate() })
-	defer stop()
+	// Cancelling ctx terminates the run. A Terminate that has started must
+	// finish before the options are destroyed.
+	terminated := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(terminated)
+		ro.Terminate()
+	})
+	defer func() {
+		if !stop() {
+			<-terminated
+		}
+		ro.Destroy()
+	}()
 
 	out := make([]ort.Value, len(s.outNames))
 	err = s.s.RunWithOptions(in, out, ro)
@@ -258,6 +277,20 @@ func convertType(t ort.TensorElementDataType) DataType {
 		return Int64
 	}
 	return Unsupported
+}
+
+// known checks that every name is one of the model's.
+func known(kind string, want []string, have []Info) error {
+	for _, n := range want {
+		found := false
+		for _, h := range have {
+			found = found || h.Name == n
+		}
+		if !found {
+			return fmt.Errorf("model has no %s named %q; it has %v", kind, n, names(have))
+		}
+	}
+	return nil
 }
 
 func names(infos []Info) []string {
