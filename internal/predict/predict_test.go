@@ -1,0 +1,416 @@
+package predict_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sam-ml-backend/sam-ml-backend/internal/httpapi"
+	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/predict"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/rle"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/sam"
+)
+
+// fakeImages serves W×H images whose top-left pixel encodes the reference,
+// so the fake segmenter can check it got the right image.
+type fakeImages struct {
+	w, h    int
+	fetches atomic.Int64
+	err     error
+	gate    chan struct{} // if set, Fetch waits for it
+}
+
+func (f *fakeImages) Key(ref string, taskID int64) (string, error) {
+	if strings.HasPrefix(ref, "bad:") {
+		return "", &predict.Error{Status: 400, Msg: "unsupported image reference"}
+	}
+	return "key:" + ref, nil
+}
+
+func (f *fakeImages) Fetch(ctx context.Context, ref string, taskID int64, project string) (image.Image, error) {
+	f.fetches.Add(1)
+	if f.gate != nil {
+		<-f.gate
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	img := image.NewGray(image.Rect(0, 0, f.w, f.h))
+	img.Pix[0] = byte(len(ref))
+	return img, nil
+}
+
+// fakeSAM "encodes" an image into an embedding that remembers the image's
+// marker, and "decodes" a mask with only the clicked pixels set.
+type fakeSAM struct {
+	encodes atomic.Int64
+	started chan struct{} // if set, Encode signals here
+	gate    chan struct{} // if set, Encode waits for it
+}
+
+func (f *fakeSAM) Encode(ctx context.Context, img image.Image) (*sam.Embedding, error) {
+	f.encodes.Add(1)
+	if f.started != nil {
+		f.started <- struct{}{}
+	}
+	if f.gate != nil {
+		<-f.gate
+	}
+	g := img.(*image.Gray)
+	b := img.Bounds()
+	return &sam.Embedding{Data: []float32{float32(g.Pix[0])}, Width: b.Dx(), Height: b.Dy()}, nil
+}
+
+func (f *fakeSAM) Decode(ctx context.Context, e *sam.Embedding, p sam.Prompt) (*sam.Mask, error) {
+	if len(p.Points) == 0 && p.Box == nil {
+		return nil, sam.ErrEmptyPrompt
+	}
+	m := &sam.Mask{Width: e.Width, Height: e.Height, Pix: make([]byte, e.Width*e.Height), Score: 0.75}
+	for _, pt := range p.Points {
+		if pt.X < e.Width && pt.Y < e.Height {
+			m.Pix[pt.Y*e.Width+pt.X] = 255
+		}
+	}
+	if b := p.Box; b != nil {
+		for y := b.Y0; y < b.Y1 && y < e.Height; y++ {
+			for x := b.X0; x < b.X1 && x < e.Width; x++ {
+				m.Pix[y*e.Width+x] = 255
+			}
+		}
+	}
+	return m, nil
+}
+
+func readRequest(t *testing.T, name string) *ls.PredictRequest {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req ls.PredictRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		t.Fatal(err)
+	}
+	return &req
+}
+
+func TestNoContextGivesNoResults(t *testing.T) {
+	imgs, seg := &fakeImages{w: 4, h: 4}, &fakeSAM{}
+	s := predict.New(imgs, seg, predict.Options{})
+	req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+	req.Params.Context = nil
+	resp, err := s.Predict(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(resp)
+	if string(b) != `{"results":[]}` {
+		t.Errorf("got %s, want {\"results\":[]}", b)
+	}
+	if imgs.fetches.Load() != 0 || seg.encodes.Load() != 0 {
+		t.Error("a request without context did work")
+	}
+}
+
+func TestKeypointRegion(t *testing.T) {
+	imgs, seg := &fakeImages{w: 1080, h: 1080}, &fakeSAM{}
+	s := predict.New(imgs, seg, predict.Options{ModelVersion: "SamMLBackend-v0.0.1"})
+	resp, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Results) != 1 || len(resp.Results[0].Result) != 1 {
+		t.Fatalf("got %+v, want one prediction with one region", resp)
+	}
+	p := resp.Results[0]
+	r := p.Result[0]
+	if p.ModelVersion != "SamMLBackend-v0.0.1" || p.Score != 0.75 || r.Score != 0.75 {
+		t.Errorf("prediction %+v", p)
+	}
+	if len(r.ID) != 4 || r.FromName != "tag" || r.ToName != "image" || r.Type != "brushlabels" || r.Readonly ||
+		r.ImageRotation != 0 || r.OriginalWidth != 1080 || r.OriginalHeight != 1080 ||
+		r.Value.Format != "rle" || len(r.Value.BrushLabels) != 1 || r.Value.BrushLabels[0] != "Banana" {
+		t.Errorf("region fields %+v", r)
+	}
+	words, err := rle.Decode(r.Value.RLE, 1080*1080*4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(words) != 1080*1080*4 {
+		t.Fatalf("rle has %d words, want %d", len(words), 1080*1080*4)
+	}
+	// The fixture's click is at (533, 647).
+	for i, w := range words {
+		want := byte(0)
+		if i/4 == 647*1080+533 {
+			want = 255
+		}
+		if w != want {
+			t.Fatalf("word %d (pixel %d,%d) = %d, want %d", i, (i/4)%1080, (i/4)/1080, w, want)
+		}
+	}
+	// The JSON has exactly the reference's region keys.
+	b, _ := json.Marshal(r)
+	var keys map[string]json.RawMessage
+	json.Unmarshal(b, &keys)
+	var got []string
+	for k := range keys {
+		got = append(got, k)
+	}
+	if len(got) != 10 {
+		t.Errorf("region keys %v, want the reference's 10", got)
+	}
+}
+
+func TestBoxAlone(t *testing.T) {
+	imgs, seg := &fakeImages{w: 1080, h: 1080}, &fakeSAM{}
+	s := predict.New(imgs, seg, predict.Options{})
+	resp, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_rectangle.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := resp.Results[0].Result[0]
+	if r.Value.BrushLabels[0] != "Orange" {
+		t.Errorf("label %v, want Orange", r.Value.BrushLabels)
+	}
+	words, err := rle.Decode(r.Value.RLE, 1080*1080*4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, w := range words {
+		if w == 255 {
+			n++
+		}
+	}
+	if want := 108 * 108 * 4; n != want { // box [540,540,648,648]
+		t.Errorf("%d foreground words, want %d", n, want)
+	}
+}
+
+func TestSecondClickUsesTheCache(t *testing.T) {
+	imgs, seg := &fakeImages{w: 64, h: 48}, &fakeSAM{}
+	s := predict.New(imgs, seg, predict.Options{})
+	req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+	req.Params.Context.Result[0].OriginalWidth = ptr(64)
+	req.Params.Context.Result[0].OriginalHeight = ptr(48)
+	for range 3 {
+		if _, err := s.Predict(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.Stats()
+	if st.Fetches != 1 || st.Encodes != 1 || st.CacheHits != 2 {
+		t.Errorf("stats %+v, want 1 fetch, 1 encode, 2 cache hits", st)
+	}
+	if imgs.fetches.Load() != 1 || seg.encodes.Load() != 1 {
+		t.Errorf("fetched %d times and encoded %d times, want 1 and 1", imgs.fetches.Load(), seg.encodes.Load())
+	}
+}
+
+func ptr(v float64) *float64 { return &v }
+
+func TestConcurrentFirstClicksEncodeOnce(t *testing.T) {
+	imgs, seg := &fakeImages{w: 64, h: 48, gate: make(chan struct{})}, &fakeSAM{}
+	s := predict.New(imgs, seg, predict.Options{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			_, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+			errs <- err
+		})
+	}
+	// Let every goroutine reach the shared fetch before it completes.
+	for imgs.fetches.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(imgs.gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if imgs.fetches.Load() != 1 || seg.encodes.Load() != 1 {
+		t.Errorf("16 concurrent first clicks fetched %d times and encoded %d times, want 1 and 1", imgs.fetches.Load(), seg.encodes.Load())
+	}
+}
+
+// markerSAM checks that every decode gets the embedding of the image the
+// request named.
+type markerSAM struct{ fakeSAM }
+
+func (m *markerSAM) Decode(ctx context.Context, e *sam.Embedding, p sam.Prompt) (*sam.Mask, error) {
+	mask, err := m.fakeSAM.Decode(ctx, e, p)
+	if err != nil {
+		return nil, err
+	}
+	mask.Score = e.Data[0] // the image's marker: len(ref)
+	return mask, nil
+}
+
+func TestDifferentImagesInParallel(t *testing.T) {
+	imgs, seg := &fakeImages{w: 32, h: 32}, &markerSAM{}
+	s := predict.New(imgs, seg, predict.Options{EncoderConcurrency: 2})
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for i := range 64 {
+		wg.Go(func() {
+			req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+			ref := "/data/upload/1/" + strings.Repeat("x", i%8) + ".jpg"
+			req.Tasks[0].Data["image"] = json.RawMessage(fmt.Sprintf("%q", ref))
+			req.Params.Context.Result[0].OriginalWidth = ptr(32)
+			req.Params.Context.Result[0].OriginalHeight = ptr(32)
+			resp, err := s.Predict(context.Background(), req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if got := resp.Results[0].Score; got != float64(len(ref)) {
+				bad.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Errorf("%d predictions used another image's embedding", bad.Load())
+	}
+	if n := seg.encodes.Load(); n != 8 {
+		t.Errorf("encoded %d times for 8 images, want 8", n)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	tests := []struct {
+		name   string
+		edit   func(*ls.PredictRequest)
+		detail string
+	}{
+		{"no brush control", func(r *ls.PredictRequest) { r.LabelConfig = `<View><Image name="image" value="$image"/></View>` }, "no BrushLabels"},
+		{"no tasks", func(r *ls.PredictRequest) { r.Tasks = nil }, "tasks is empty"},
+		{"no image in data", func(r *ls.PredictRequest) { r.Tasks[0].Data = map[string]json.RawMessage{"text": []byte(`"x"`)} }, "has no data.image"},
+		{"only other regions", func(r *ls.PredictRequest) {
+			r.Params.Context.Result[0].Type = "choices"
+			r.Params.Context.Result[0].Value = json.RawMessage(`{"choices":["A"]}`)
+		}, "no keypoint and no rectangle"},
+		{"bad image reference", func(r *ls.PredictRequest) { r.Tasks[0].Data["image"] = []byte(`"bad:x"`) }, "unsupported image reference"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := predict.New(&fakeImages{w: 4, h: 4}, &fakeSAM{}, predict.Options{})
+			req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+			tt.edit(req)
+			_, err := s.Predict(context.Background(), req)
+			var pe *predict.Error
+			if !errors.As(err, &pe) || pe.Status != 400 || !strings.Contains(pe.Msg, tt.detail) {
+				t.Errorf("err = %v, want a 400 containing %q", err, tt.detail)
+			}
+		})
+	}
+}
+
+func TestFetchErrorKeepsItsType(t *testing.T) {
+	want := &predict.Error{Status: 404, Msg: "image not found at /data/upload/1/2bd44c48-banana.jpg (404)"}
+	imgs := &fakeImages{w: 4, h: 4, err: want}
+	s := predict.New(imgs, &fakeSAM{}, predict.Options{})
+	_, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+	var pe *predict.Error
+	if !errors.As(err, &pe) || pe != want {
+		t.Errorf("err = %v, want the fetch error in the chain", err)
+	}
+	// A failure is not cached: the next click tries again.
+	s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+	if n := imgs.fetches.Load(); n != 2 {
+		t.Errorf("fetched %d times, want 2", n)
+	}
+}
+
+func TestCancelledWaiterDoesNotStopSharedWork(t *testing.T) {
+	seg := &fakeSAM{gate: make(chan struct{}), started: make(chan struct{}, 1)}
+	s := predict.New(&fakeImages{w: 8, h: 8}, seg, predict.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, err := s.Predict(ctx, readRequest(t, "ml_predict_request_sam_keypoint.json"))
+		done <- err
+	}()
+	<-seg.started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+	close(seg.gate)
+	// The encode finishes in the background and is cached.
+	for s.Stats().CachedBytes == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json")); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Encodes != 1 || st.CacheHits != 1 {
+		t.Errorf("stats %+v, want the first encode reused", st)
+	}
+}
+
+// TestHealthStaysFastDuringInference blocks four predictions inside the
+// encoder and checks that /health still answers within Label Studio's 1 s
+// health timeout.
+func TestHealthStaysFastDuringInference(t *testing.T) {
+	seg := &fakeSAM{gate: make(chan struct{}), started: make(chan struct{}, 4)}
+	svc := predict.New(&fakeImages{w: 8, h: 8}, seg, predict.Options{EncoderConcurrency: 4})
+	api, err := httpapi.New(httpapi.Config{ModelVersion: "v"}, svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(api)
+	defer ts.Close()
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+			req.Tasks[0].Data["image"] = json.RawMessage(fmt.Sprintf(`"/data/upload/1/%d.jpg"`, i))
+			b, _ := json.Marshal(req)
+			resp, err := http.Post(ts.URL+"/predict", "application/json", strings.NewReader(string(b)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+		})
+	}
+	for range 4 {
+		<-seg.started // four encoders are running and blocked
+	}
+	client := &http.Client{Timeout: time.Second} // Label Studio's ML_TIMEOUT_HEALTH
+	for _, path := range []string{"/health", "/", "/setup"} {
+		method := "GET"
+		if path == "/setup" {
+			method = "POST"
+		}
+		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(`{}`))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s while 4 predictions run: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s status %d", path, resp.StatusCode)
+		}
+	}
+	close(seg.gate)
+	wg.Wait()
+}
