@@ -101,6 +101,7 @@ var Settings = []Setting{
 	{Names: []string{"MAX_IMAGE_PIXELS"}, Default: "100000000", Doc: "Largest image, in pixels, checked from the header before decoding."},
 	{Names: []string{"FETCH_TIMEOUT"}, Default: "30s", Doc: "Time limit for one image download."},
 	{Names: []string{"LOG_LEVEL"}, Default: "INFO", Doc: "`DEBUG`, `INFO`, `WARNING` or `ERROR`."},
+	{Names: []string{"SAM_CACHE_DIR"}, Default: "~/.cache/sam-ml-backend", Doc: "Where `scripts/fetch-onnxruntime.sh` caches the ONNX Runtime library, and where the backend looks for it."},
 	{Names: []string{"USE_ORG_MIDDLEWARE"}, Default: "false", Doc: "Per-organization credentials from Label Studio's database. Not in this release: `true` stops start-up."},
 }
 
@@ -161,10 +162,12 @@ func Load(getenv func(string) string) (*Config, error) {
 	if name, raw := r.firstNamed("LABEL_STUDIO_HOST", "LABEL_STUDIO_URL"); raw != "" {
 		u, err := url.Parse(raw)
 		switch {
+		case !strings.Contains(raw, "://"):
+			r.fail(name, raw, false, "needs a scheme: write http://"+strings.TrimPrefix(raw, "//")+" (or https://)")
+		case err == nil && u.Scheme != "http" && u.Scheme != "https":
+			r.fail(name, raw, false, "the scheme must be http or https")
 		case err != nil:
 			r.fail(name, raw, false, "not a URL")
-		case u.Scheme != "http" && u.Scheme != "https":
-			r.fail(name, raw, false, "needs a scheme: write http://"+strings.TrimPrefix(raw, "//")+" (or https://)")
 		case u.Host == "":
 			r.fail(name, raw, false, "has no host")
 		case u.User != nil:

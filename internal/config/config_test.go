@@ -64,7 +64,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"PORT": "http"}, `PORT="http": not a whole number`},
 		{map[string]string{"PORT": "70000"}, `PORT="70000"`},
 		{map[string]string{"LABEL_STUDIO_URL": "172.20.0.4:8080"}, `LABEL_STUDIO_URL="172.20.0.4:8080": needs a scheme`},
-		{map[string]string{"LABEL_STUDIO_HOST": "ftp://x"}, `LABEL_STUDIO_HOST="ftp://x": needs a scheme`},
+		{map[string]string{"LABEL_STUDIO_HOST": "ftp://x"}, `LABEL_STUDIO_HOST="ftp://x": the scheme must be http or https`},
 		{map[string]string{"LOG_LEVEL": "LOUD"}, `LOG_LEVEL="LOUD"`},
 		{map[string]string{"SAM_ENCODER_PATH": "/m/e.onnx"}, `SAM_DECODER_PATH`},
 		{map[string]string{"FETCH_TIMEOUT": "soon"}, `FETCH_TIMEOUT="soon"`},

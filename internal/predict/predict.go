@@ -59,6 +59,9 @@ type Options struct {
 	EncoderConcurrency int
 	// Logger receives one line per prediction; nil discards.
 	Logger *slog.Logger
+	// Observe, if set, is called with the stage timings of every
+	// successful prediction.
+	Observe func(Timings)
 }
 
 // Service makes predictions. It is safe for concurrent use.
@@ -70,6 +73,7 @@ type Service struct {
 	cache   *lru.Cache[string, *sam.Embedding]
 	flight  singleflight.Group
 	encSlot chan struct{}
+	observe func(Timings)
 	stats   struct{ fetches, encodes, hits, evictions atomic.Int64 }
 }
 
@@ -90,6 +94,7 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 		version: opts.ModelVersion,
 		log:     opts.Logger,
 		encSlot: make(chan struct{}, opts.EncoderConcurrency),
+		observe: opts.Observe,
 	}
 	s.cache = lru.New(lru.Options[string, *sam.Embedding]{
 		MaxCost: max(opts.CacheBytes, 0),
@@ -150,8 +155,8 @@ func badRequest(err error) error {
 
 // Timings are the durations of a prediction's stages.
 type Timings struct {
-	Fetch, Encode, Decode, RLE time.Duration
-	CacheHit                   bool
+	Fetch, Encode, Decode, DecoderRun, RLE time.Duration
+	CacheHit                               bool
 }
 
 // Predict answers a predict request. A request without an interactive
@@ -205,7 +210,7 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 		}
 		return nil, fmt.Errorf("decode mask: %w", err)
 	}
-	t.Decode = time.Since(t0)
+	t.Decode, t.DecoderRun = time.Since(t0), mask.RunTime
 
 	t0 = time.Now()
 	region := ls.Region{
@@ -231,8 +236,11 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 		"points", len(prompt.Points), "box", prompt.Box != nil,
 		"cache_hit", t.CacheHit,
 		"fetch_ms", ms(t.Fetch), "encode_ms", ms(t.Encode),
-		"decode_ms", ms(t.Decode), "rle_ms", ms(t.RLE),
+		"decode_ms", ms(t.Decode), "decoder_run_ms", ms(t.DecoderRun), "rle_ms", ms(t.RLE),
 		"total_ms", ms(time.Since(start)))
+	if s.observe != nil {
+		s.observe(t)
+	}
 	return &ls.PredictResponse{Results: []ls.Prediction{{
 		ModelVersion: s.version,
 		Result:       []ls.Region{region},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt"
 )
@@ -15,6 +16,9 @@ type Mask struct {
 	Pix           []byte
 	// Score is the decoder's predicted IoU for the chosen mask.
 	Score float32
+	// RunTime is the time spent inside ONNX Runtime; the rest of Decode is
+	// prompt assembly and post-processing in Go.
+	RunTime time.Duration
 }
 
 // Decode runs the decoder on an embedding for a prompt and builds the mask
@@ -46,7 +50,9 @@ func (m *Model) Decode(ctx context.Context, e *Embedding, p Prompt) (*Mask, erro
 	for i, name := range m.decIn {
 		inputs[i] = byName[name]
 	}
+	start := time.Now()
 	outs, err := m.dec.Run(ctx, inputs)
+	runTime := time.Since(start)
 	if err != nil {
 		return nil, fmt.Errorf("run decoder: %w", err)
 	}
@@ -60,7 +66,7 @@ func (m *Model) Decode(ctx context.Context, e *Embedding, p Prompt) (*Mask, erro
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("decode prompt: %w", context.Cause(ctx))
 	}
-	return &Mask{Width: e.Width, Height: e.Height, Pix: m.postprocess(low, e.Width, e.Height), Score: score}, nil
+	return &Mask{Width: e.Width, Height: e.Height, Pix: m.postprocess(low, e.Width, e.Height), Score: score, RunTime: runTime}, nil
 }
 
 // postprocess builds the w×h mask from one mask's low-res logits. The

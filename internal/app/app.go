@@ -1,0 +1,236 @@
+// Package app wires the backend together from its configuration and runs
+// it: it is where concrete types meet, so that cmd/sam-ml-backend stays a
+// few lines and tests can start the whole service in-process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sam-ml-backend/sam-ml-backend/internal/config"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/httpapi"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/imagefetch"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/lsauth"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/predict"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/sam"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/standin"
+)
+
+// Model versions. The real one matches the reference backend's, so
+// predictions keep their version when an operator switches.
+const (
+	ModelVersion     = "SamMLBackend-v0.0.1"
+	DemoModelVersion = "SamMLBackend-demo"
+)
+
+// shutdownTimeout bounds how long in-flight predictions may finish after a
+// stop signal.
+const shutdownTimeout = 30 * time.Second
+
+// App is the wired backend.
+type App struct {
+	// Service makes predictions; tests read its Stats.
+	Service *predict.Service
+	handler http.Handler
+	model   *sam.Model
+	log     *slog.Logger
+}
+
+// New builds the backend from cfg. Close releases it.
+func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) {
+	ortVersion, err := onnxrt.Init(cfg.ONNXRuntimeLib)
+	if err != nil {
+		return nil, fmt.Errorf("load ONNX Runtime (set ONNXRUNTIME_LIB, or run scripts/fetch-onnxruntime.sh): %w", err)
+	}
+	opts := sam.Options{IntraOpThreads: cfg.Threads}
+	var model *sam.Model
+	modelVersion, kind := ModelVersion, "sam"
+	if cfg.Demo() {
+		enc, dec := standin.Demo()
+		model, err = sam.Load(enc, dec, opts)
+		modelVersion, kind = DemoModelVersion, "demo"
+	} else {
+		model, err = sam.LoadFiles(cfg.EncoderPath, cfg.DecoderPath, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load SAM models: %w", err)
+	}
+	if cfg.Demo() {
+		logger.Warn("DEMO MODE: no SAM models configured (SAM_ENCODER_PATH, SAM_DECODER_PATH), " +
+			"so the bundled stand-in models run; masks are discs around the click, not real segmentation")
+	}
+	logger.Info("model loaded", "model", kind, "encoder_layout", model.Layout(), "onnxruntime", ortVersion, "model_version", modelVersion)
+
+	client := &http.Client{Timeout: cfg.FetchTimeout}
+	var creds imagefetch.Credentials
+	var inv httpapi.Invalidator
+	if cfg.APIToken != "" {
+		if cfg.LabelStudioURL == nil {
+			model.Close()
+			return nil, &config.Error{Name: "LABEL_STUDIO_URL", Reason: "is needed with LABEL_STUDIO_API_KEY: it says where to use the token"}
+		}
+		ex := lsauth.NewExchanger(cfg.LabelStudioURL, client, time.Now)
+		static := lsauth.NewStatic(cfg.APIToken, ex)
+		creds = static
+		inv = staticInvalidator{ex: ex, token: cfg.APIToken}
+		logger.Info("using a static Label Studio credential", "kind", tokenKind(cfg.APIToken))
+	}
+	fetcher, err := imagefetch.New(imagefetch.Config{
+		LabelStudio:    cfg.LabelStudioURL,
+		LocalFilesRoot: cfg.LocalFilesRoot,
+		Credentials:    creds,
+		MaxBytes:       cfg.MaxImageBytes,
+		MaxPixels:      cfg.MaxImagePixels,
+		Timeout:        cfg.FetchTimeout,
+		UserAgent:      "sam-ml-backend/" + version,
+	})
+	if err != nil {
+		model.Close()
+		return nil, fmt.Errorf("set up image fetching: %w", err)
+	}
+	svc := predict.New(images{fetcher}, model, predict.Options{
+		ModelVersion:       modelVersion,
+		CacheBytes:         cfg.EmbeddingCacheBytes,
+		EncoderConcurrency: cfg.EncoderConcurrency,
+		Logger:             logger,
+	})
+	srv, err := httpapi.New(httpapi.Config{
+		ModelVersion: modelVersion,
+		Health: map[string]any{
+			"model":          kind,
+			"encoder_layout": model.Layout(),
+			"onnxruntime":    ortVersion,
+			"version":        version,
+		},
+		BasicAuthUser:   cfg.BasicAuthUser,
+		BasicAuthPass:   cfg.BasicAuthPass,
+		AdminToken:      cfg.AdminToken,
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		Logger:          logger,
+	}, svc, inv)
+	if err != nil {
+		model.Close()
+		return nil, err
+	}
+	return &App{Service: svc, handler: srv, model: model, log: logger}, nil
+}
+
+// Handler returns the HTTP handler.
+func (a *App) Handler() http.Handler { return a.handler }
+
+// Close releases the models.
+func (a *App) Close() error { return a.model.Close() }
+
+// Run loads the configuration through getenv, starts the backend and serves
+// until ctx is cancelled; then it stops accepting, lets in-flight requests
+// finish, and releases the models. Logs go to stderr. If ready is not nil it
+// is called with the listening address.
+func Run(ctx context.Context, version string, getenv func(string) string, stderr io.Writer, ready func(net.Addr)) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	logger := NewLogger(stderr, cfg.LogLevel)
+	a, err := New(cfg, version, logger)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
+	}
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "version", version)
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// NewLogger returns a text logger at the named level.
+func NewLogger(w io.Writer, level string) *slog.Logger {
+	l := slog.LevelInfo
+	switch level {
+	case "DEBUG":
+		l = slog.LevelDebug
+	case "WARNING":
+		l = slog.LevelWarn
+	case "ERROR":
+		l = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// images adapts the fetcher to what predict needs.
+type images struct{ f *imagefetch.Fetcher }
+
+func (i images) Key(ref string, taskID int64) (string, error) {
+	loc, err := i.f.Resolve(ref, taskID)
+	if err != nil {
+		return "", err
+	}
+	return loc.Key(), nil
+}
+
+func (i images) Fetch(ctx context.Context, ref string, taskID int64, project string) (image.Image, error) {
+	loc, err := i.f.Resolve(ref, taskID)
+	if err != nil {
+		return nil, err
+	}
+	return i.f.Fetch(ctx, loc, project)
+}
+
+// staticInvalidator forgets the access token a static personal access token
+// was exchanged for.
+type staticInvalidator struct {
+	ex    *lsauth.Exchanger
+	token string
+}
+
+func (s staticInvalidator) Invalidate(project, organization int64) int {
+	if !lsauth.IsJWT(s.token) {
+		return 0
+	}
+	s.ex.Forget(s.token)
+	return 1
+}
+
+func tokenKind(token string) string {
+	if lsauth.IsJWT(token) {
+		return "personal access token"
+	}
+	return "legacy API key"
+}
