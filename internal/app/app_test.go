@@ -17,22 +17,13 @@ import (
 	"github.com/sam-ml-backend/sam-ml-backend/internal/app"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/config"
 	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt/onnxrttest"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/rle"
 )
 
 const legacyKey = "9f3c2a1b0e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
 
-func ortLib(t *testing.T) string {
-	t.Helper()
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		if os.Getenv("SAM_REQUIRE_ORT") == "1" {
-			t.Fatal("ONNXRUNTIME_LIB is not set and SAM_REQUIRE_ORT=1")
-		}
-		t.Skip("ONNXRUNTIME_LIB is not set; run scripts/test.sh, which fetches ONNX Runtime")
-	}
-	return lib
-}
+func ortLib(t *testing.T) string { return onnxrttest.LibPath(t) }
 
 // fakeLS is a Label Studio that serves one uploaded photo to requests that
 // authenticate the way Label Studio's DRF token authentication does.

@@ -83,37 +83,31 @@ func ParseInteraction(c *Context) (*Interaction, error) {
 			return nil, fmt.Errorf("context.result[%d]: %w", i, err)
 		}
 		in.Label = label
-		switch r.Type {
-		case "keypointlabels":
-			x, err := percent(g.X, fw, i, "x")
-			if err != nil {
-				return nil, err
-			}
-			y, err := percent(g.Y, fh, i, "y")
-			if err != nil {
-				return nil, err
-			}
-			in.Points = append(in.Points, Point{X: trunc(x), Y: trunc(y), Positive: bool(r.IsPositive)})
-		case "rectanglelabels":
-			x, err := percent(g.X, fw, i, "x")
-			if err != nil {
-				return nil, err
-			}
-			y, err := percent(g.Y, fh, i, "y")
-			if err != nil {
-				return nil, err
-			}
-			bw, err := percent(g.Width, fw, i, "width")
-			if err != nil {
-				return nil, err
-			}
-			bh, err := percent(g.Height, fh, i, "height")
-			if err != nil {
-				return nil, err
-			}
-			// The reference computes [int(x), int(y), int(w + x), int(h + y)].
-			in.Box = &Box{X0: trunc(x), Y0: trunc(y), X1: trunc(bw + x), Y1: trunc(bh + y)}
+		if r.Type != "keypointlabels" && r.Type != "rectanglelabels" {
+			continue // other regions only give the label
 		}
+		x, err := percent(g.X, fw, i, "x")
+		if err != nil {
+			return nil, err
+		}
+		y, err := percent(g.Y, fh, i, "y")
+		if err != nil {
+			return nil, err
+		}
+		if r.Type == "keypointlabels" {
+			in.Points = append(in.Points, Point{X: trunc(x), Y: trunc(y), Positive: bool(r.IsPositive)})
+			continue
+		}
+		bw, err := percent(g.Width, fw, i, "width")
+		if err != nil {
+			return nil, err
+		}
+		bh, err := percent(g.Height, fh, i, "height")
+		if err != nil {
+			return nil, err
+		}
+		// The reference computes [int(x), int(y), int(w + x), int(h + y)].
+		in.Box = &Box{X0: trunc(x), Y0: trunc(y), X1: trunc(bw + x), Y1: trunc(bh + y)}
 	}
 	return in, nil
 }

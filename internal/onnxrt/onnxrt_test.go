@@ -10,52 +10,18 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt/onnxrttest"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/standin"
 )
 
-// libPath returns $ONNXRUNTIME_LIB, or skips the test when it is unset
-// (fails instead when SAM_REQUIRE_ORT=1).
-func libPath(tb testing.TB) string {
-	tb.Helper()
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		if os.Getenv("SAM_REQUIRE_ORT") == "1" {
-			tb.Fatal("ONNXRUNTIME_LIB is unset and SAM_REQUIRE_ORT=1")
-		}
-		tb.Skip("ONNXRUNTIME_LIB is unset; set it to libonnxruntime.so.1 (scripts/fetch-onnxruntime.sh prints the path)")
-	}
-	return lib
-}
+func libPath(tb testing.TB) string { return onnxrttest.LibPath(tb) }
 
-// initORT loads ONNX Runtime, skipping as libPath does, and also when this
-// build has no cgo.
-func initORT(tb testing.TB) string {
-	tb.Helper()
-	lib := libPath(tb)
-	v, err := onnxrt.Init(lib)
-	if errors.Is(err, onnxrt.ErrUnavailable) && os.Getenv("SAM_REQUIRE_ORT") != "1" {
-		tb.Skipf("onnx runtime unavailable in this build: %v", err)
-	}
-	if err != nil {
-		tb.Fatalf("init onnx runtime: %v", err)
-	}
-	return v
-}
+func initORT(tb testing.TB) string { return onnxrttest.Init(tb) }
 
 func newSession(tb testing.TB, model []byte, inputs, outputs []string) *onnxrt.Session {
-	tb.Helper()
-	initORT(tb)
-	s, err := onnxrt.NewSession(model, inputs, outputs, onnxrt.Options{IntraOpThreads: 1, InterOpThreads: 1})
-	if err != nil {
-		tb.Fatalf("create session: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Errorf("close session: %v", err)
-		}
-	})
-	return s
+	return onnxrttest.NewSession(tb, model, inputs, outputs)
 }
 
 // decoderInputs is a valid input set for the stand-in decoders: one click on

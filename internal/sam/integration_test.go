@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt/onnxrttest"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/sam"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/standin"
 )
@@ -22,25 +22,7 @@ import (
 // 0.1·max(W, H) around the first positive click (or the box centre) and
 // whose IoU is 0.5·sigmoid(mean(embedding)) plus a per-mask offset.
 
-// initORT loads ONNX Runtime from $ONNXRUNTIME_LIB, or skips the test when
-// it is unset (fails instead when SAM_REQUIRE_ORT=1).
-func initORT(tb testing.TB) {
-	tb.Helper()
-	required := os.Getenv("SAM_REQUIRE_ORT") == "1"
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		if required {
-			tb.Fatal("ONNXRUNTIME_LIB is unset and SAM_REQUIRE_ORT=1")
-		}
-		tb.Skip("ONNXRUNTIME_LIB is unset; set it to libonnxruntime.so.1 (scripts/fetch-onnxruntime.sh prints the path)")
-	}
-	if _, err := onnxrt.Init(lib); err != nil {
-		if errors.Is(err, onnxrt.ErrUnavailable) && !required {
-			tb.Skipf("onnx runtime unavailable in this build: %v", err)
-		}
-		tb.Fatalf("init onnx runtime: %v", err)
-	}
-}
+func initORT(tb testing.TB) { onnxrttest.Init(tb) }
 
 func loadStandin(tb testing.TB, enc, dec string) *sam.Model {
 	tb.Helper()

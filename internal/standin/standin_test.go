@@ -3,16 +3,16 @@ package standin
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"os"
 	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt/onnxrttest"
 )
 
 func TestCommittedModelsMatchGenerator(t *testing.T) {
@@ -229,41 +229,12 @@ func eachField(b []byte, fn func(num protowire.Number, v uint64, sub []byte) err
 
 // --- Through ONNX Runtime ---
 
-// initORT loads ONNX Runtime from $ONNXRUNTIME_LIB, or skips the test when
-// it is unset (fails instead when SAM_REQUIRE_ORT=1).
-func initORT(tb testing.TB) {
-	tb.Helper()
-	required := os.Getenv("SAM_REQUIRE_ORT") == "1"
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		if required {
-			tb.Fatal("ONNXRUNTIME_LIB is unset and SAM_REQUIRE_ORT=1")
-		}
-		tb.Skip("ONNXRUNTIME_LIB is unset; set it to libonnxruntime.so.1 (scripts/fetch-onnxruntime.sh prints the path)")
-	}
-	if _, err := onnxrt.Init(lib); err != nil {
-		if errors.Is(err, onnxrt.ErrUnavailable) && !required {
-			tb.Skipf("onnx runtime unavailable in this build: %v", err)
-		}
-		tb.Fatalf("init onnx runtime: %v", err)
-	}
-}
+func initORT(tb testing.TB) { onnxrttest.Init(tb) }
 
 var decoderInputNames = []string{"image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"}
 
 func newSession(tb testing.TB, model []byte, inputs []string) *onnxrt.Session {
-	tb.Helper()
-	initORT(tb)
-	s, err := onnxrt.NewSession(model, inputs, nil, onnxrt.Options{IntraOpThreads: 1, InterOpThreads: 1})
-	if err != nil {
-		tb.Fatalf("create session: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Errorf("close session: %v", err)
-		}
-	})
-	return s
+	return onnxrttest.NewSession(tb, model, inputs, nil)
 }
 
 // toFrame maps a point of an h×w image to the 1024-long-side frame, as
