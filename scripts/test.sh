@@ -28,4 +28,4 @@ CGO_ENABLED=0 go build ./...   # everything but ONNX Runtime builds without cgo
 if [ $# -eq 0 ]; then
 	set -- ./...
 fi
-go test -count=1 "$@"
+go test -race -count=1 "$@"

@@ -42,8 +42,15 @@ type App struct {
 	Service *predict.Service
 	handler http.Handler
 	model   *sam.Model
-	log     *slog.Logger
 }
+
+// The concrete types meet the interfaces their consumers declare.
+var (
+	_ predict.Segmenter      = (*sam.Model)(nil)
+	_ predict.Images         = images{}
+	_ httpapi.Predictor      = (*predict.Service)(nil)
+	_ imagefetch.Credentials = (*lsauth.Static)(nil)
+)
 
 // New builds the backend from cfg. Close releases it.
 func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) {
@@ -74,10 +81,6 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 	var creds imagefetch.Credentials
 	var inv httpapi.Invalidator
 	if cfg.APIToken != "" {
-		if cfg.LabelStudioURL == nil {
-			model.Close()
-			return nil, &config.Error{Name: "LABEL_STUDIO_URL", Reason: "is needed with LABEL_STUDIO_API_KEY: it says where to use the token"}
-		}
 		ex := lsauth.NewExchanger(cfg.LabelStudioURL, client, time.Now)
 		static := lsauth.NewStatic(cfg.APIToken, ex)
 		creds = static
@@ -97,9 +100,13 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		model.Close()
 		return nil, fmt.Errorf("set up image fetching: %w", err)
 	}
+	cacheBytes := cfg.EmbeddingCacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = -1 // EMBEDDING_CACHE_MB=0 turns the cache off
+	}
 	svc := predict.New(images{fetcher}, model, predict.Options{
 		ModelVersion:       modelVersion,
-		CacheBytes:         cfg.EmbeddingCacheBytes,
+		CacheBytes:         cacheBytes,
 		EncoderConcurrency: cfg.EncoderConcurrency,
 		Logger:             logger,
 	})
@@ -121,14 +128,21 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		model.Close()
 		return nil, err
 	}
-	return &App{Service: svc, handler: srv, model: model, log: logger}, nil
+	return &App{Service: svc, handler: srv, model: model}, nil
 }
 
 // Handler returns the HTTP handler.
 func (a *App) Handler() http.Handler { return a.handler }
 
-// Close releases the models.
-func (a *App) Close() error { return a.model.Close() }
+// Close waits, until ctx ends, for image work under way, then releases the
+// models. If the work does not finish in time the models are left open:
+// freeing them under a running session would crash the process.
+func (a *App) Close(ctx context.Context) error {
+	if err := a.Service.Close(ctx); err != nil {
+		return err
+	}
+	return a.model.Close()
+}
 
 // Run loads the configuration through getenv, starts the backend and serves
 // until ctx is cancelled; then it stops accepting, lets in-flight requests
@@ -144,7 +158,6 @@ func Run(ctx context.Context, version string, getenv func(string) string, stderr
 	if err != nil {
 		return err
 	}
-	defer a.Close()
 
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
@@ -153,6 +166,7 @@ func Run(ctx context.Context, version string, getenv func(string) string, stderr
 	srv := &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
@@ -164,17 +178,28 @@ func Run(ctx context.Context, version string, getenv func(string) string, stderr
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
+		a.Close(context.Background())
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+
 	logger.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shut down: %w", err)
+		logger.Warn("requests still running at the shutdown deadline; closing their connections", "err", err)
+		srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
+	}
+	// Image work can outlive its requests for a moment; give it a short
+	// grace before the models are freed.
+	cctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if err := a.Close(cctx); err != nil {
+		logger.Warn("stopped with image work still running; leaving the models to the exit", "err", err)
+		return nil
 	}
 	logger.Info("stopped")
 	return nil
@@ -214,7 +239,8 @@ func (i images) Fetch(ctx context.Context, ref string, taskID int64, project str
 }
 
 // staticInvalidator forgets the access token a static personal access token
-// was exchanged for.
+// was exchanged for. With one static credential every project and
+// organization share it, so the ids do not narrow anything.
 type staticInvalidator struct {
 	ex    *lsauth.Exchanger
 	token string

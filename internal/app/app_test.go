@@ -2,10 +2,12 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -93,7 +95,7 @@ func newApp(t *testing.T, env map[string]string, logs io.Writer) *app.App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.Close() })
+	t.Cleanup(func() { a.Close(context.Background()) })
 	return a
 }
 
@@ -265,5 +267,56 @@ func TestWrongTokenIsAClearError(t *testing.T) {
 	}
 	if strings.Contains(string(b)+logs.String(), "wrong-key-123456") {
 		t.Error("the token appears in the response or the log")
+	}
+}
+
+// TestRunServesAndStops starts the whole service as main does, on a free
+// port, and stops it by cancelling its context.
+func TestRunServesAndStops(t *testing.T) {
+	lib := ortLib(t)
+	env := map[string]string{"PORT": "0", "ONNXRUNTIME_LIB": lib}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan net.Addr, 1)
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, "test", func(k string) string { return env[k] }, logs, func(a net.Addr) { addr <- a })
+	}()
+	var url string
+	select {
+	case a := <-addr:
+		url = "http://" + a.String()
+	case err := <-done:
+		t.Fatalf("Run returned before listening: %v", err)
+	}
+	resp, err := http.Get(url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("health status %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if !strings.Contains(logs.String(), "stopped") {
+		t.Errorf("log lacks the stop line:\n%s", logs)
+	}
+	if _, err := http.Get(url + "/health"); err == nil {
+		t.Error("still serving after Run returned")
+	}
+}
+
+func TestRunRefusesBadSettings(t *testing.T) {
+	env := map[string]string{"PORT": "nine", "LABEL_STUDIO_API_KEY": "secret-token-value"}
+	err := app.Run(context.Background(), "test", func(k string) string { return env[k] }, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), `PORT="nine"`) {
+		t.Errorf("err = %v, want one naming PORT", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "secret-token-value") {
+		t.Error("the error shows the token")
 	}
 }

@@ -80,10 +80,10 @@ type Setting struct {
 // defaultPort is the reference backend's port.
 const defaultPort = 9090
 
-// Settings lists every setting with its default; the README's table is
-// generated from it (see TestREADMEListsEverySetting).
+// Settings lists every setting with its default, for documentation;
+// TestREADMEListsEverySetting checks that the README's table names each one.
 var Settings = []Setting{
-	{Names: []string{"PORT"}, Default: "9090", Doc: "TCP port to listen on, on all interfaces."},
+	{Names: []string{"PORT"}, Default: "9090", Doc: "TCP port to listen on, on all interfaces; 0 picks a free one."},
 	{Names: []string{"LABEL_STUDIO_HOST", "LABEL_STUDIO_URL"}, Doc: "Label Studio's base URL with its scheme, e.g. `http://label-studio:8080`; a sub-path is allowed. Needed for `/data/…` and cloud-storage images."},
 	{Names: []string{"LABEL_STUDIO_ACCESS_TOKEN", "LABEL_STUDIO_API_KEY"}, Secret: true, Doc: "Static credential: a legacy API key (sent as `Token`) or a personal access token (exchanged at `/api/token/refresh/`, sent as `Bearer`). Detected automatically."},
 	{Names: []string{"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "LOCAL_FILES_DOCUMENT_ROOT"}, Doc: "Where Label Studio's local-files root is mounted here; `/data/local-files/?d=…` images are read from it when present, else fetched over HTTP."},
@@ -92,7 +92,7 @@ var Settings = []Setting{
 	{Names: []string{"ONNXRUNTIME_LIB"}, Default: "the cache of `scripts/fetch-onnxruntime.sh`", Doc: "Path of `libonnxruntime.so` (1.24 or later)."},
 	{Names: []string{"SAM_THREADS"}, Default: "0", Doc: "ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core."},
 	{Names: []string{"SAM_ENCODER_CONCURRENCY"}, Default: "1", Doc: "How many images may be encoded at once; more only helps with many cores."},
-	{Names: []string{"EMBEDDING_CACHE_MB"}, Default: "256", Doc: "Memory for cached image embeddings (4 MiB each), so further clicks on an image skip the download and the encoder."},
+	{Names: []string{"EMBEDDING_CACHE_MB"}, Default: "256", Doc: "Memory for cached image embeddings (4 MiB each), so further clicks on an image skip the download and the encoder; 0 turns the cache off."},
 	{Names: []string{"BASIC_AUTH_USER"}, Doc: "Basic-auth user; auth is on only when both user and password are set. Covers every route but `/webhook`."},
 	{Names: []string{"BASIC_AUTH_PASS"}, Secret: true, Doc: "Basic-auth password."},
 	{Names: []string{"ADMIN_TOKEN"}, Secret: true, Doc: "Enables `POST /admin/cache/invalidate` with `Authorization: Bearer <token>`; the route is 404 while unset."},
@@ -141,9 +141,7 @@ func DefaultORTLib(getenv func(string) string) string {
 func Load(getenv func(string) string) (*Config, error) {
 	r := reader{getenv: getenv}
 	c := &Config{
-		Port:                int(r.int("PORT", defaultPort, 1, 65535)),
-		APIToken:            r.first("LABEL_STUDIO_ACCESS_TOKEN", "LABEL_STUDIO_API_KEY"),
-		LocalFilesRoot:      r.first("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "LOCAL_FILES_DOCUMENT_ROOT"),
+		Port:                int(r.int("PORT", defaultPort, 0, 65535)),
 		EncoderPath:         getenv("SAM_ENCODER_PATH"),
 		DecoderPath:         getenv("SAM_DECODER_PATH"),
 		ONNXRuntimeLib:      getenv("ONNXRUNTIME_LIB"),
@@ -159,29 +157,19 @@ func Load(getenv func(string) string) (*Config, error) {
 		FetchTimeout:        r.duration("FETCH_TIMEOUT", 30*time.Second),
 		LogLevel:            strings.ToUpper(r.or("LOG_LEVEL", "INFO")),
 	}
-	if name, raw := r.firstNamed("LABEL_STUDIO_HOST", "LABEL_STUDIO_URL"); raw != "" {
-		u, err := url.Parse(raw)
-		switch {
-		case !strings.Contains(raw, "://"):
-			r.fail(name, raw, false, "needs a scheme: write http://"+strings.TrimPrefix(raw, "//")+" (or https://)")
-		case err == nil && u.Scheme != "http" && u.Scheme != "https":
-			r.fail(name, raw, false, "the scheme must be http or https")
-		case err != nil:
-			r.fail(name, raw, false, "not a URL")
-		case u.Host == "":
-			r.fail(name, raw, false, "has no host")
-		case u.User != nil:
-			r.fail(name, raw, true, "must not carry credentials; use LABEL_STUDIO_API_KEY")
-		case u.RawQuery != "" || u.Fragment != "":
-			r.fail(name, raw, false, "must not have a query or fragment")
-		default:
-			u.Path = strings.TrimRight(u.Path, "/")
-			u.RawPath = ""
-			c.LabelStudioURL = u
-		}
+	urlName, rawURL := r.firstNamed("LABEL_STUDIO_HOST", "LABEL_STUDIO_URL")
+	if rawURL != "" {
+		c.LabelStudioURL = r.labelStudioURL(urlName, rawURL)
 	}
-	if c.LocalFilesRoot != "" && !filepath.IsAbs(c.LocalFilesRoot) {
-		r.fail("LOCAL_FILES_DOCUMENT_ROOT", c.LocalFilesRoot, false, "must be an absolute path")
+	tokenName, token := r.firstNamed("LABEL_STUDIO_ACCESS_TOKEN", "LABEL_STUDIO_API_KEY")
+	c.APIToken = token
+	if token != "" && rawURL == "" {
+		r.fail("LABEL_STUDIO_URL", "", false, "is needed with "+tokenName+": it says where the token may be sent")
+	}
+	rootName, root := r.firstNamed("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "LOCAL_FILES_DOCUMENT_ROOT")
+	c.LocalFilesRoot = root
+	if root != "" && !filepath.IsAbs(root) {
+		r.fail(rootName, root, false, "must be an absolute path")
 	}
 	if (c.EncoderPath == "") != (c.DecoderPath == "") {
 		if c.EncoderPath == "" {
@@ -235,9 +223,47 @@ func (r *reader) or(name, def string) string {
 	return def
 }
 
-func (r *reader) first(names ...string) string {
-	_, v := r.firstNamed(names...)
-	return v
+// labelStudioURL checks Label Studio's base URL and returns it without a
+// trailing slash. Error messages hide any user:password in it.
+func (r *reader) labelStudioURL(name, raw string) *url.URL {
+	shown := redactUserinfo(raw)
+	u, err := url.Parse(raw)
+	switch {
+	case !strings.Contains(raw, "://"):
+		r.fail(name, shown, false, "needs a scheme: write http://"+strings.TrimPrefix(shown, "//")+" (or https://)")
+	case err == nil && u.Scheme != "http" && u.Scheme != "https":
+		r.fail(name, shown, false, "the scheme must be http or https")
+	case err != nil:
+		r.fail(name, shown, false, "not a URL")
+	case u.Host == "":
+		r.fail(name, shown, false, "has no host")
+	case u.User != nil:
+		r.fail(name, shown, false, "must not carry credentials; use LABEL_STUDIO_API_KEY")
+	case u.RawQuery != "" || u.Fragment != "":
+		r.fail(name, shown, false, "must not have a query or fragment")
+	default:
+		u.Path = strings.TrimRight(u.Path, "/")
+		u.RawPath = ""
+		return u
+	}
+	return nil
+}
+
+// redactUserinfo replaces a "user:password@" before the host with "***@".
+func redactUserinfo(raw string) string {
+	rest := raw
+	prefix := ""
+	if i := strings.Index(raw, "://"); i >= 0 {
+		prefix, rest = raw[:i+3], raw[i+3:]
+	}
+	host := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		host = rest[:i]
+	}
+	if at := strings.LastIndex(host, "@"); at >= 0 {
+		return prefix + "***" + rest[at:]
+	}
+	return raw
 }
 
 func (r *reader) firstNamed(names ...string) (string, string) {

@@ -33,6 +33,7 @@ func TestDefaults(t *testing.T) {
 func TestAliasesAndPrecedence(t *testing.T) {
 	c, err := config.Load(env(map[string]string{
 		"LABEL_STUDIO_URL":          "http://ls:8080/sub/",
+		"EMBEDDING_CACHE_MB":        "0",
 		"LABEL_STUDIO_API_KEY":      "key-b",
 		"LABEL_STUDIO_ACCESS_TOKEN": "key-a",
 		"LOCAL_FILES_DOCUMENT_ROOT": "/data",
@@ -46,6 +47,9 @@ func TestAliasesAndPrecedence(t *testing.T) {
 	}
 	if c.APIToken != "key-a" {
 		t.Errorf("APIToken: LABEL_STUDIO_ACCESS_TOKEN must win over LABEL_STUDIO_API_KEY")
+	}
+	if c.EmbeddingCacheBytes != 0 {
+		t.Errorf("EmbeddingCacheBytes = %d, want 0 (off)", c.EmbeddingCacheBytes)
 	}
 	if c.LocalFilesRoot != "/data" || c.LogLevel != "WARNING" {
 		t.Errorf("LocalFilesRoot %q LogLevel %q", c.LocalFilesRoot, c.LogLevel)
@@ -71,7 +75,10 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"EMBEDDING_CACHE_MB": "-1"}, `EMBEDDING_CACHE_MB="-1"`},
 		{map[string]string{"USE_ORG_MIDDLEWARE": "maybe"}, `USE_ORG_MIDDLEWARE="maybe"`},
 		{map[string]string{"USE_ORG_MIDDLEWARE": "true"}, `not in this release`},
-		{map[string]string{"LOCAL_FILES_DOCUMENT_ROOT": "data"}, `must be an absolute path`},
+		{map[string]string{"LOCAL_FILES_DOCUMENT_ROOT": "data"}, `LOCAL_FILES_DOCUMENT_ROOT="data": must be an absolute path`},
+		{map[string]string{"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": "data"}, `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="data"`},
+		{map[string]string{"LABEL_STUDIO_ACCESS_TOKEN": "k"}, `LABEL_STUDIO_URL="": is needed with LABEL_STUDIO_ACCESS_TOKEN`},
+		{map[string]string{"LABEL_STUDIO_API_KEY": "k"}, `is needed with LABEL_STUDIO_API_KEY`},
 	}
 	for _, tt := range tests {
 		_, err := config.Load(env(tt.env))
@@ -82,12 +89,21 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 }
 
 func TestSecretsAreMasked(t *testing.T) {
-	_, err := config.Load(env(map[string]string{"LABEL_STUDIO_URL": "http://admin:hunter2@ls:8080"}))
-	if err == nil {
-		t.Fatal("accepted a URL with credentials")
-	}
-	if strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("error shows the password: %v", err)
+	for _, raw := range []string{
+		"http://admin:hunter2@ls:8080",
+		"http://admin:hunter2%zz@ls:8080",
+		"admin:hunter2@ls:8080",
+		"ftp://admin:hunter2@ls",
+		"http://admin:hunter2@ls:8080/?q=1",
+	} {
+		_, err := config.Load(env(map[string]string{"LABEL_STUDIO_URL": raw}))
+		if err == nil {
+			t.Errorf("accepted %q", raw)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error shows the password: %v", err)
+		}
 	}
 }
 

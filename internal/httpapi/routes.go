@@ -14,5 +14,5 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("/metrics", s.auth(methods{"GET": s.handleMetrics}))
 	mux.Handle("/versions", s.auth(methods{"GET": s.handleVersions}))
 	mux.Handle("/admin/cache/invalidate", s.adminOnly(methods{"POST": s.handleInvalidate}))
-	mux.Handle("/", http.HandlerFunc(s.handleNotFound))
+	mux.Handle("/", s.auth(http.HandlerFunc(s.handleNotFound)))
 }

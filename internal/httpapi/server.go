@@ -146,6 +146,10 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 	})
 }
 
+// statusClientClosedRequest is nginx's status for a request whose client
+// went away before the answer.
+const statusClientClosedRequest = 499
+
 // statusError is an error whose message is safe to show the client and that
 // knows its HTTP status. The packages that return one promise that its
 // message carries no secret.
@@ -170,12 +174,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if errors.Is(err, context.Canceled) {
 		s.log.Info("request cancelled by the client", "path", r.URL.Path, "err", err)
-		writeError(w, 499, "request cancelled")
+		writeError(w, statusClientClosedRequest, "request cancelled")
 		return
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		s.log.Error("request timed out", "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusGatewayTimeout, "timed out: "+err.Error())
+		writeError(w, http.StatusGatewayTimeout, "timed out; the backend's log has the details")
 		return
 	}
 	s.log.Error("request failed", "path", r.URL.Path, "status", 500, "err", err)

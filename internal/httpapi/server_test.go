@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -170,6 +171,8 @@ func TestBasicAuth(t *testing.T) {
 		{"versions without auth", "GET", "/versions", nil, "", 401},
 		{"metrics without auth", "GET", "/metrics", nil, "", 401},
 		{"webhook needs none", "POST", "/webhook", nil, `{"action":"PROJECT_UPDATED"}`, 200},
+		{"unknown route without auth", "GET", "/train", nil, "", 401},
+		{"unknown route with auth", "GET", "/train", auth("ls", "s3cret"), "", 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,7 +245,7 @@ func TestPredictErrorsKeepSecretsOut(t *testing.T) {
 	}{
 		{"typed error shows its own message only", errors.Join(errors.New("fetch with token abcdef123"), safeErr{}), 404, "image not found at /data/upload/1/x.jpg (404)"},
 		{"bare error is a generic 500", errors.New("dial postgres://u:pw@db failed"), 500, "internal error"},
-		{"deadline", context.DeadlineExceeded, 504, "timed out"},
+		{"deadline", fmt.Errorf("exchange token abcdef123 at postgres://u:pw@db: %w", context.DeadlineExceeded), 504, "timed out"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -120,7 +121,8 @@ type ContextRegion struct {
 // Flag is a boolean that also decodes from a number (Python's int(x)).
 type Flag bool
 
-// UnmarshalJSON accepts true, false, null and numbers (non-zero is true).
+// UnmarshalJSON accepts true, false, null and numbers; a number is true when
+// its integer part is not zero, as Python's int(x) has it.
 func (f *Flag) UnmarshalJSON(b []byte) error {
 	switch s := string(bytes.TrimSpace(b)); s {
 	case "true":
@@ -132,7 +134,7 @@ func (f *Flag) UnmarshalJSON(b []byte) error {
 		if err != nil {
 			return fmt.Errorf("is_positive must be a boolean or a number")
 		}
-		*f = v != 0
+		*f = math.Trunc(v) != 0
 	}
 	return nil
 }

@@ -123,6 +123,12 @@ func TestParseInteraction(t *testing.T) {
 			want: ls.Interaction{Width: 640, Height: 426, Points: []ls.Point{{X: 70, Y: 0}}, Label: "A"},
 		},
 		{
+			name: "is_positive 0.5 is int(0.5) = 0: negative",
+			ctx: `{"result":[{"original_width":100,"original_height":100,"type":"keypointlabels","is_positive":0.5,
+				"value":{"x":50,"y":50,"keypointlabels":["A"]}}]}`,
+			want: ls.Interaction{Width: 100, Height: 100, Points: []ls.Point{{X: 50, Y: 50}}, Label: "A"},
+		},
+		{
 			name: "is_positive as a number",
 			ctx: `{"result":[{"original_width":100,"original_height":100,"type":"keypointlabels","is_positive":1,
 				"value":{"x":50,"y":50,"keypointlabels":["A"]}}]}`,

@@ -200,12 +200,18 @@ type Exchanger struct {
 
 // NewExchanger returns an Exchanger for the Label Studio at base, which may
 // include a sub-path (http://h/ls exchanges at http://h/ls/api/token/refresh/).
-// A nil client means a client with DefaultExchangeTimeout; a nil now means
+// A nil client means a client with DefaultExchangeTimeout; redirects are
+// never followed, whatever the client's policy. A nil now means
 // time.Now.
 func NewExchanger(base *url.URL, client *http.Client, now func() time.Time) *Exchanger {
 	if client == nil {
 		client = &http.Client{Timeout: DefaultExchangeTimeout}
 	}
+	// The request body carries the personal access token: never follow a
+	// redirect, which would re-send it (307/308) to wherever it points.
+	c := *client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client = &c
 	if now == nil {
 		now = time.Now
 	}
@@ -344,6 +350,11 @@ func (e *Exchanger) exchange(ctx context.Context, token string) (string, error) 
 	case resp.StatusCode == http.StatusNotFound:
 		return "", &authError{
 			msg:    fmt.Sprintf("exchange personal access token: %s answered 404 Not Found: Label Studio before 1.17 has no personal access tokens, use a legacy token, or check LABEL_STUDIO_URL", e.displayURL),
+			status: http.StatusBadGateway,
+		}
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return "", &authError{
+			msg:    fmt.Sprintf("exchange personal access token: %s answered %s, a redirect, which is not followed with a token: set LABEL_STUDIO_URL to the address Label Studio serves on (scheme, host and port)", e.displayURL, resp.Status),
 			status: http.StatusBadGateway,
 		}
 	case resp.StatusCode != http.StatusOK:

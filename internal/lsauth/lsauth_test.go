@@ -645,3 +645,36 @@ func FuzzIsJWT(f *testing.F) {
 		}
 	})
 }
+
+// TestExchangeDoesNotFollowRedirects: a redirect would re-send the POST body,
+// and so the personal access token, to another origin.
+func TestExchangeDoesNotFollowRedirects(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		w.Write([]byte(`{"access":"x"}`))
+	}))
+	defer other.Close()
+	for _, code := range []int{http.StatusTemporaryRedirect, http.StatusPermanentRedirect, http.StatusFound} {
+		f, base := newFakeLS(t, "")
+		f.answer = func(w http.ResponseWriter) bool {
+			w.Header().Set("Location", other.URL+"/api/token/refresh/")
+			w.WriteHeader(code)
+			return true
+		}
+		pat := makePAT(t, f.clock.Now(), "redirected")
+		f.allow(pat)
+		// A client that would follow redirects, as http.DefaultClient does.
+		ex := NewExchanger(base, &http.Client{}, f.clock.Now)
+		_, err := ex.Header(context.Background(), pat)
+		if err == nil || !strings.Contains(err.Error(), "redirect") {
+			t.Errorf("%d: err = %v, want one that names the redirect", code, err)
+		}
+		if err != nil && strings.Contains(err.Error(), pat) {
+			t.Errorf("%d: the error contains the token", code)
+		}
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the other origin got %d refresh requests, want 0", n)
+	}
+}

@@ -11,10 +11,10 @@ import (
 	"image"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 
 	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lru"
@@ -52,7 +52,7 @@ type Options struct {
 	// ModelVersion is put on every prediction.
 	ModelVersion string
 	// CacheBytes bounds the embedding cache; 0 means DefaultCacheBytes, a
-	// negative value turns the cache off.
+	// negative value turns the cache off (every click encodes again).
 	CacheBytes int64
 	// EncoderConcurrency bounds concurrent encoder runs; 0 means
 	// DefaultEncoderConcurrency.
@@ -71,8 +71,13 @@ type Service struct {
 	version string
 	log     *slog.Logger
 	cache   *lru.Cache[string, *sam.Embedding]
-	flight  singleflight.Group
 	encSlot chan struct{}
+	running sync.WaitGroup // flights under way
+
+	mu      sync.Mutex // guards flights, closed, and cache lookups with them
+	flights map[string]*flight
+	closed  bool
+
 	observe func(Timings)
 	stats   struct{ fetches, encodes, hits, evictions atomic.Int64 }
 }
@@ -95,6 +100,7 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 		log:     opts.Logger,
 		encSlot: make(chan struct{}, opts.EncoderConcurrency),
 		observe: opts.Observe,
+		flights: make(map[string]*flight),
 	}
 	s.cache = lru.New(lru.Options[string, *sam.Embedding]{
 		MaxCost: max(opts.CacheBytes, 0),
@@ -127,9 +133,6 @@ func (s *Service) Stats() Stats {
 		CachedBytes: s.cache.Cost(),
 	}
 }
-
-// ModelVersion returns the version predictions carry.
-func (s *Service) ModelVersion() string { return s.version }
 
 // Error is a prediction failure whose message is safe to show the client.
 type Error struct {
@@ -248,52 +251,127 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 	}}}, nil
 }
 
+// flight is one fetch-and-encode of an image, shared by every request that
+// asks for the image while it runs.
+type flight struct {
+	done    chan struct{} // closed when emb or err is set
+	emb     *sam.Embedding
+	err     error
+	fetch   time.Duration
+	encode  time.Duration
+	waiters int                // requests waiting; guarded by Service.mu
+	cancel  context.CancelFunc // stops the work when the last waiter leaves
+}
+
 // embedding returns the cached embedding of the image under key, or fetches
-// and encodes it. Concurrent callers for one key share one fetch and one
-// encoder run; the shared work does not stop when one caller gives up, so
-// its result still reaches the cache.
+// and encodes it. Concurrent callers for one key share one flight. A caller
+// that gives up leaves the flight running for the others; when the last one
+// gives up, the flight is cancelled, so abandoned work does not pile up.
 func (s *Service) embedding(ctx context.Context, key, ref string, taskID int64, project string, t *Timings) (*sam.Embedding, error) {
+	s.mu.Lock()
 	if e, ok := s.cache.Get(key); ok {
+		s.mu.Unlock()
 		s.stats.hits.Add(1)
 		t.CacheHit = true
 		return e, nil
 	}
-	type result struct {
-		emb           *sam.Embedding
-		fetch, encode time.Duration
+	f, joined := s.flights[key]
+	if !joined {
+		if s.closed {
+			s.mu.Unlock()
+			return nil, &Error{Status: 503, Msg: "the backend is shutting down"}
+		}
+		work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		f = &flight{done: make(chan struct{}), cancel: cancel}
+		s.flights[key] = f
+		s.running.Add(1)
+		go s.fly(work, f, key, ref, taskID, project)
 	}
-	ch := s.flight.DoChan(key, func() (any, error) {
-		work := context.WithoutCancel(ctx)
-		t0 := time.Now()
-		img, err := s.images.Fetch(work, ref, taskID, project)
-		s.stats.fetches.Add(1)
-		if err != nil {
-			return nil, fmt.Errorf("fetch image of task %d: %w", taskID, err)
-		}
-		fetched := time.Since(t0)
-		s.encSlot <- struct{}{}
-		t0 = time.Now()
-		emb, err := s.seg.Encode(work, img)
-		<-s.encSlot
-		s.stats.encodes.Add(1)
-		if err != nil {
-			return nil, fmt.Errorf("encode image of task %d: %w", taskID, err)
-		}
-		s.cache.Add(key, emb, emb.Bytes(), 0)
-		return result{emb, fetched, time.Since(t0)}, nil
-	})
+	f.waiters++
+	s.mu.Unlock()
+
 	select {
+	case <-f.done:
+		if f.err != nil {
+			return nil, f.err
+		}
+		if !joined {
+			t.Fetch, t.Encode = f.fetch, f.encode
+		}
+		return f.emb, nil
 	case <-ctx.Done():
+		s.mu.Lock()
+		if f.waiters--; f.waiters == 0 {
+			f.cancel()
+		}
+		s.mu.Unlock()
 		return nil, fmt.Errorf("wait for image embedding: %w", context.Cause(ctx))
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
+	}
+}
+
+// fly runs a flight: it fetches and encodes the image, caches the result
+// and wakes the waiters. A panic in a decoder or in the model becomes the
+// flight's error rather than killing the process.
+func (s *Service) fly(ctx context.Context, f *flight, key, ref string, taskID int64, project string) {
+	defer s.running.Done()
+	defer f.cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic while preparing an image", "task", taskID, "panic", r, "stack", string(debug.Stack()))
+			f.emb, f.err = nil, fmt.Errorf("prepare image of task %d: internal error", taskID)
 		}
-		res := r.Val.(result)
-		if !r.Shared {
-			t.Fetch, t.Encode = res.fetch, res.encode
+		s.mu.Lock()
+		if f.err == nil {
+			s.cache.Add(key, f.emb, f.emb.Bytes(), 0)
 		}
-		return res.emb, nil
+		delete(s.flights, key)
+		s.mu.Unlock()
+		close(f.done)
+	}()
+
+	t0 := time.Now()
+	s.stats.fetches.Add(1)
+	img, err := s.images.Fetch(ctx, ref, taskID, project)
+	if err != nil {
+		f.err = fmt.Errorf("fetch image of task %d: %w", taskID, err)
+		return
+	}
+	f.fetch = time.Since(t0)
+
+	select {
+	case s.encSlot <- struct{}{}:
+	case <-ctx.Done():
+		f.err = fmt.Errorf("wait for the encoder: %w", context.Cause(ctx))
+		return
+	}
+	defer func() { <-s.encSlot }()
+	t0 = time.Now()
+	s.stats.encodes.Add(1)
+	f.emb, f.err = s.seg.Encode(ctx, img)
+	if f.err != nil {
+		f.err = fmt.Errorf("encode image of task %d: %w", taskID, f.err)
+		return
+	}
+	f.encode = time.Since(t0)
+}
+
+// Close stops new image work and waits, until ctx ends, for the fetches and
+// encoder runs under way, so that the model can be released safely after
+// it returns nil.
+func (s *Service) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for image work to finish: %w", context.Cause(ctx))
 	}
 }
 

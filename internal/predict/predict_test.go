@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sam-ml-backend/sam-ml-backend/internal/httpapi"
@@ -222,32 +223,33 @@ func TestSecondClickUsesTheCache(t *testing.T) {
 func ptr(v float64) *float64 { return &v }
 
 func TestConcurrentFirstClicksEncodeOnce(t *testing.T) {
-	imgs, seg := &fakeImages{w: 64, h: 48, gate: make(chan struct{})}, &fakeSAM{}
-	s := predict.New(imgs, seg, predict.Options{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for range 16 {
-		wg.Go(func() {
-			_, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
-			errs <- err
-		})
-	}
-	// Let every goroutine reach the shared fetch before it completes.
-	for imgs.fetches.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
-	close(imgs.gate)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
+	synctest.Test(t, func(t *testing.T) {
+		imgs, seg := &fakeImages{w: 64, h: 48, gate: make(chan struct{})}, &fakeSAM{}
+		s := predict.New(imgs, seg, predict.Options{})
+		errs := make(chan error, 16)
+		for range 16 {
+			go func() {
+				_, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+				errs <- err
+			}()
 		}
-	}
-	if imgs.fetches.Load() != 1 || seg.encodes.Load() != 1 {
-		t.Errorf("16 concurrent first clicks fetched %d times and encoded %d times, want 1 and 1", imgs.fetches.Load(), seg.encodes.Load())
-	}
+		synctest.Wait() // all 16 are waiting, and the one fetch is blocked
+		if n := imgs.fetches.Load(); n != 1 {
+			t.Fatalf("16 concurrent first clicks started %d fetches, want 1", n)
+		}
+		close(imgs.gate)
+		for range 16 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		if imgs.fetches.Load() != 1 || seg.encodes.Load() != 1 {
+			t.Errorf("fetched %d times and encoded %d times, want 1 and 1", imgs.fetches.Load(), seg.encodes.Load())
+		}
+		if st := s.Stats(); st.CacheHits != 0 {
+			t.Errorf("%d requests were served from the cache; all 16 should have shared the flight", st.CacheHits)
+		}
+	})
 }
 
 // markerSAM checks that every decode gets the embedding of the image the
@@ -339,31 +341,147 @@ func TestFetchErrorKeepsItsType(t *testing.T) {
 	}
 }
 
-func TestCancelledWaiterDoesNotStopSharedWork(t *testing.T) {
-	seg := &fakeSAM{gate: make(chan struct{}), started: make(chan struct{}, 1)}
-	s := predict.New(&fakeImages{w: 8, h: 8}, seg, predict.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() {
-		_, err := s.Predict(ctx, readRequest(t, "ml_predict_request_sam_keypoint.json"))
-		done <- err
-	}()
-	<-seg.started
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("err = %v, want context.Canceled", err)
+func TestCancelledWaiterLeavesSharedWorkRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seg := &fakeSAM{gate: make(chan struct{})}
+		s := predict.New(&fakeImages{w: 8, h: 8}, seg, predict.Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		first, second := make(chan error), make(chan error)
+		go func() {
+			_, err := s.Predict(ctx, readRequest(t, "ml_predict_request_sam_keypoint.json"))
+			first <- err
+		}()
+		go func() {
+			_, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+			second <- err
+		}()
+		synctest.Wait() // both wait on one encoder run
+		cancel()
+		if err := <-first; !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled request: err = %v, want context.Canceled", err)
+		}
+		close(seg.gate)
+		if err := <-second; err != nil {
+			t.Errorf("the other request failed: %v", err)
+		}
+		if st := s.Stats(); st.Encodes != 1 {
+			t.Errorf("stats %+v, want one shared encode", st)
+		}
+	})
+}
+
+// ctxSAM blocks in Encode until its context ends, like an ONNX Runtime run
+// that is terminated.
+type ctxSAM struct {
+	fakeSAM
+	stopped chan error
+}
+
+func (c *ctxSAM) Encode(ctx context.Context, img image.Image) (*sam.Embedding, error) {
+	c.encodes.Add(1)
+	<-ctx.Done()
+	c.stopped <- ctx.Err()
+	return nil, ctx.Err()
+}
+
+func TestLastWaiterLeavingCancelsTheWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seg := &ctxSAM{stopped: make(chan error, 1)}
+		s := predict.New(&fakeImages{w: 8, h: 8}, seg, predict.Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() {
+			_, err := s.Predict(ctx, readRequest(t, "ml_predict_request_sam_keypoint.json"))
+			done <- err
+		}()
+		synctest.Wait()
+		cancel()
+		<-done
+		if err := <-seg.stopped; !errors.Is(err, context.Canceled) {
+			t.Errorf("encoder context: %v, want it cancelled once nobody waits", err)
+		}
+		if err := s.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+}
+
+// panicSAM panics in Encode, like a decoder bug on a hostile image.
+type panicSAM struct{ fakeSAM }
+
+func (p *panicSAM) Encode(ctx context.Context, img image.Image) (*sam.Embedding, error) {
+	p.encodes.Add(1)
+	panic("index out of range")
+}
+
+func TestPanicInEncodeIsAnErrorAndFreesTheSlot(t *testing.T) {
+	seg := &panicSAM{}
+	s := predict.New(&fakeImages{w: 8, h: 8}, seg, predict.Options{EncoderConcurrency: 1})
+	for i := range 3 { // with the slot leaked, the second would block forever
+		_, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+		if err == nil || !strings.Contains(err.Error(), "internal error") {
+			t.Fatalf("attempt %d: err = %v, want an internal error", i, err)
+		}
 	}
-	close(seg.gate)
-	// The encode finishes in the background and is cached.
-	for s.Stats().CachedBytes == 0 {
-		time.Sleep(time.Millisecond)
+	if n := seg.encodes.Load(); n != 3 {
+		t.Errorf("encoded %d times, want 3", n)
 	}
-	if _, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json")); err != nil {
-		t.Fatal(err)
+}
+
+func TestCacheBoundAndOff(t *testing.T) {
+	click := func(s *predict.Service, ref string) {
+		t.Helper()
+		req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+		req.Tasks[0].Data["image"] = json.RawMessage(fmt.Sprintf("%q", ref))
+		if _, err := s.Predict(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if st := s.Stats(); st.Encodes != 1 || st.CacheHits != 1 {
-		t.Errorf("stats %+v, want the first encode reused", st)
+	// The fake's embeddings hold one float: 4 bytes of data plus the
+	// struct, as Bytes counts them.
+	one := (&sam.Embedding{Data: make([]float32, 1)}).Bytes()
+	s := predict.New(&fakeImages{w: 8, h: 8}, &fakeSAM{}, predict.Options{CacheBytes: 2 * one})
+	for _, ref := range []string{"/a.jpg", "/b.jpg", "/c.jpg", "/c.jpg", "/a.jpg"} {
+		click(s, ref)
 	}
+	st := s.Stats()
+	if st.Encodes != 4 || st.CacheHits != 1 || st.Evictions != 2 || st.CachedBytes != 2*one {
+		t.Errorf("two-entry cache: stats %+v, want 4 encodes (a evicted by c), 1 hit, 2 evictions, %d bytes", st, 2*one)
+	}
+	off := predict.New(&fakeImages{w: 8, h: 8}, &fakeSAM{}, predict.Options{CacheBytes: -1})
+	click(off, "/a.jpg")
+	click(off, "/a.jpg")
+	if st := off.Stats(); st.Encodes != 2 || st.CacheHits != 0 || st.CachedBytes != 0 {
+		t.Errorf("cache off: stats %+v, want every click to encode", st)
+	}
+}
+
+func TestCloseWaitsForImageWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seg := &fakeSAM{gate: make(chan struct{})}
+		s := predict.New(&fakeImages{w: 8, h: 8}, seg, predict.Options{})
+		go s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+		synctest.Wait()
+		closed := make(chan error)
+		go func() { closed <- s.Close(context.Background()) }()
+		synctest.Wait()
+		select {
+		case err := <-closed:
+			t.Fatalf("Close returned (%v) while an encode was running", err)
+		default:
+		}
+		close(seg.gate)
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+		req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+		req.Tasks[0].Data["image"] = json.RawMessage(`"/data/upload/1/other.jpg"`)
+		_, err := s.Predict(context.Background(), req)
+		var pe *predict.Error
+		if !errors.As(err, &pe) || pe.Status != 503 {
+			t.Errorf("new image after Close: err = %v, want 503", err)
+		}
+	})
 }
 
 // TestHealthStaysFastDuringInference blocks four predictions inside the
