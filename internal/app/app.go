@@ -76,6 +76,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 			"so the bundled stand-in models run; masks are discs around the click, not real segmentation")
 	}
 	logger.Info("model loaded", "model", kind, "encoder_layout", model.Layout(), "onnxruntime", ortVersion, "model_version", modelVersion)
+	logSettings(logger, cfg)
 
 	client := &http.Client{Timeout: cfg.FetchTimeout}
 	var creds imagefetch.Credentials
@@ -203,6 +204,27 @@ func Run(ctx context.Context, version string, getenv func(string) string, stderr
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// logSettings says at start-up what the operator configured, secrets left
+// out, and warns about a half-set basic auth, which leaves auth off.
+func logSettings(logger *slog.Logger, cfg *config.Config) {
+	lsURL := "(unset: only absolute image URLs work)"
+	if cfg.LabelStudioURL != nil {
+		lsURL = cfg.LabelStudioURL.Redacted()
+	}
+	auth := cfg.BasicAuthUser != "" && cfg.BasicAuthPass != ""
+	logger.Info("settings",
+		"label_studio_url", lsURL,
+		"static_credential", cfg.APIToken != "",
+		"local_files_root", cfg.LocalFilesRoot,
+		"basic_auth", auth,
+		"admin_route", cfg.AdminToken != "",
+		"embedding_cache_mb", cfg.EmbeddingCacheBytes>>20,
+		"encoder_concurrency", cfg.EncoderConcurrency)
+	if !auth && (cfg.BasicAuthUser != "" || cfg.BasicAuthPass != "") {
+		logger.Warn("basic auth is OFF: it needs both BASIC_AUTH_USER and BASIC_AUTH_PASS, and only one is set")
+	}
 }
 
 // NewLogger returns a text logger at the named level.

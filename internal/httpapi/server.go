@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -207,11 +208,36 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 		case errors.As(err, &syn):
 			return &apiError{http.StatusBadRequest, fmt.Sprintf("request body is not valid JSON: %v (at byte %d)", syn, syn.Offset)}
 		case errors.As(err, &typ):
-			return &apiError{http.StatusBadRequest, fmt.Sprintf("request body: field %q must be %s, not %s", typ.Field, typ.Type, typ.Value)}
+			field := "the request body"
+			if typ.Field != "" {
+				field = fmt.Sprintf("field %q", typ.Field)
+			}
+			return &apiError{http.StatusBadRequest, fmt.Sprintf("request body: %s must be %s, not %s", field, jsonKind(typ.Type), typ.Value)}
 		}
 		return &apiError{http.StatusBadRequest, "request body: " + err.Error()}
 	}
 	return nil
+}
+
+// jsonKind names the JSON kind a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another kind of value"
 }
 
 // apiError is an error made by this package, safe to show.

@@ -201,7 +201,9 @@ func TestBadInputGetsClear4xx(t *testing.T) {
 	}{
 		{"not json", "POST", "/predict", `{"tasks":`, 400, "not valid JSON"},
 		{"empty body", "POST", "/predict", ``, 400, "empty"},
-		{"wrong type", "POST", "/predict", `{"label_config":5}`, 400, `"label_config" must be string`},
+		{"wrong type", "POST", "/predict", `{"label_config":5}`, 400, `field "label_config" must be a string, not number`},
+		{"body not an object", "POST", "/predict", `[1]`, 400, `the request body must be an object, not array`},
+		{"tasks not a list", "POST", "/predict", `{"tasks":"x"}`, 400, `must be a list, not string`},
 		{"too big", "POST", "/predict", `{"x":"` + strings.Repeat("a", 2000) + `"}`, 413, "MAX_REQUEST_BYTES"},
 		{"webhook without action", "POST", "/webhook", `{}`, 400, `no "action"`},
 		{"unknown route", "GET", "/train", ``, 404, "no route GET /train"},

@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -201,7 +202,9 @@ func (f *Fetcher) readLocal(rel, name string) ([]byte, bool, error) {
 		return nil, false, &Error{Status: http.StatusInternalServerError, Msg: "open LOCAL_FILES_DOCUMENT_ROOT", Err: err}
 	}
 	defer root.Close()
-	file, err := root.Open(rel)
+	// O_NONBLOCK: opening a FIFO must not hang; it is then refused as not
+	// a regular file. It changes nothing for regular files.
+	file, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			return nil, false, &Error{Status: http.StatusInternalServerError, Msg: fmt.Sprintf("read %s under LOCAL_FILES_DOCUMENT_ROOT", name), Err: fs.ErrPermission}
@@ -341,7 +344,11 @@ func (f *Fetcher) statusError(resp *http.Response, name string, hadAuth bool) *E
 	case fromLS && code == http.StatusForbidden:
 		return &Error{Status: http.StatusBadGateway, Msg: fmt.Sprintf("Label Studio refused access (%s) to %s: the token's user may not see this project, API tokens may be disabled for the organization, or local file serving is off (LOCAL_FILES_SERVING_ENABLED)", resp.Status, where)}
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return &Error{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s refused access (%s) to %s: a presigned URL may have expired, or the storage needs credentials", final.Host, resp.Status, where)}
+		hint := "a presigned URL may have expired, or the storage needs credentials"
+		if f.ls != nil {
+			hint = fmt.Sprintf("no Label Studio token is sent there, because its origin differs from LABEL_STUDIO_URL's (%s); if it is Label Studio, give both the same scheme, host and port; otherwise %s", f.ls.Scheme+"://"+f.ls.Host, hint)
+		}
+		return &Error{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s refused access (%s) to %s: %s", final.Host, resp.Status, where, hint)}
 	case fromLS && code == http.StatusInternalServerError && strings.HasPrefix(strings.TrimPrefix(final.Path, f.subPath), "/data/upload/"):
 		return &Error{Status: http.StatusBadGateway, Msg: fmt.Sprintf("Label Studio answered %s for %s: it does so for an upload it does not know, check the path", resp.Status, where)}
 	case code >= 300 && code <= 399:

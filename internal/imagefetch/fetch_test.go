@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -484,6 +485,9 @@ func TestFetchLocalFiles(t *testing.T) {
 	if err := os.Symlink("a b.png", filepath.Join(root, "set", "inner.png")); err != nil {
 		t.Fatal(err)
 	}
+	if err := syscall.Mkfifo(filepath.Join(root, "set", "fifo.png"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	ls := newFakeLS(t, "", "Token "+legacyKey)
 	// Label Studio serves a third image for anything it is asked, so the
@@ -507,6 +511,7 @@ func TestFetchLocalFiles(t *testing.T) {
 		{"directory symlink out of the root", "/data/local-files/?d=set/dirlink/secret.png", image.Pt(30, 30), true},
 		{"absolute d maps under the root", "/data/local-files/?d=" + url.QueryEscape(filepath.Join(outside, "secret.png")), image.Pt(30, 30), true},
 		{"a directory", "/data/local-files/?d=set", image.Pt(30, 30), true},
+		{"a FIFO is not opened for reading (it would block)", "/data/local-files/?d=set/fifo.png", image.Pt(30, 30), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

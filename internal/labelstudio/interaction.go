@@ -40,6 +40,10 @@ var ErrNoContext = errors.New("no interactive context")
 // maxDimension bounds the image size a context may claim.
 const maxDimension = 1 << 20
 
+// MaxRegions bounds the regions of one context. SAM's decoder cost grows
+// with the number of points; annotators make a handful.
+const MaxRegions = 1000
+
 // geometry is the part of a region's value the backend reads.
 type geometry struct {
 	X      *float64 `json:"x"`
@@ -68,6 +72,20 @@ func ParseInteraction(c *Context) (*Interaction, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseInteractionAt(c, w, h)
+}
+
+// ParseInteractionAt is ParseInteraction for an image of w×h pixels instead
+// of the size the context states: the regions' percentages are taken of w
+// and h. It serves when the image turns out to differ from what the editor
+// saw.
+func ParseInteractionAt(c *Context, w, h int) (*Interaction, error) {
+	if c == nil || len(c.Result) == 0 {
+		return nil, ErrNoContext
+	}
+	if len(c.Result) > MaxRegions {
+		return nil, fmt.Errorf("context has %d regions; at most %d are supported", len(c.Result), MaxRegions)
+	}
 	in := &Interaction{Width: w, Height: h}
 	fw, fh := float64(w), float64(h)
 	for i, r := range c.Result {
@@ -76,6 +94,10 @@ func ParseInteraction(c *Context) (*Interaction, error) {
 		}
 		var g geometry
 		if err := json.Unmarshal(r.Value, &g); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return nil, fmt.Errorf("context.result[%d].value.%s must be a number", i, te.Field)
+			}
 			return nil, fmt.Errorf("context.result[%d].value: %w", i, err)
 		}
 		label, err := firstLabel(r.Value, r.Type)
@@ -142,11 +164,15 @@ func firstLabel(value json.RawMessage, typ string) (string, error) {
 	if typ == "" {
 		return "", errors.New("type is missing")
 	}
+	known := typ == "keypointlabels" || typ == "rectanglelabels"
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(value, &fields); err != nil {
 		return "", fmt.Errorf("value: %w", err)
 	}
 	raw, ok := fields[typ]
+	if !ok && !known {
+		return "", fmt.Errorf("type %q is not keypointlabels or rectanglelabels, and value.%s, where the label would come from, is missing", typ, typ)
+	}
 	if !ok {
 		return "", fmt.Errorf("value.%s is missing: the label comes from it", typ)
 	}

@@ -28,9 +28,11 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sync/singleflight"
 )
@@ -343,7 +345,7 @@ func (e *Exchanger) exchange(ctx context.Context, token string) (string, error) 
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return "", &authError{
 			msg: fmt.Sprintf("Label Studio refused the personal access token (%s) at %s: it was revoked or blacklisted, or API tokens are disabled for the organization%s",
-				resp.Status, e.displayURL, detail(raw)),
+				resp.Status, e.displayURL, detail(raw, token)),
 			kind:   ErrRefused,
 			status: http.StatusBadGateway,
 		}
@@ -359,7 +361,7 @@ func (e *Exchanger) exchange(ctx context.Context, token string) (string, error) 
 		}
 	case resp.StatusCode != http.StatusOK:
 		return "", &authError{
-			msg:    fmt.Sprintf("exchange personal access token: %s answered %s%s", e.displayURL, resp.Status, detail(raw)),
+			msg:    fmt.Sprintf("exchange personal access token: %s answered %s%s", e.displayURL, resp.Status, detail(raw, token)),
 			status: http.StatusBadGateway,
 		}
 	}
@@ -408,16 +410,25 @@ func (e *Exchanger) refreshAt(now time.Time, c claims) time.Time {
 }
 
 // detail returns ": <detail>" from a Label Studio JSON error body, or "".
-func detail(raw []byte) string {
+// jwtLike matches what looks like a JWT, or the start of one.
+var jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]*`)
+
+func detail(raw []byte, token string) string {
 	var body struct {
 		Detail string `json:"detail"`
 	}
 	if json.Unmarshal(raw, &body) != nil || body.Detail == "" {
 		return ""
 	}
-	d := body.Detail
+	// Label Studio may quote the request, and so the token, back.
+	d := strings.ReplaceAll(body.Detail, token, "<token>")
+	d = jwtLike.ReplaceAllString(d, "<jwt>")
 	if len(d) > 200 {
-		d = d[:200] + "…"
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(d[cut]) {
+			cut--
+		}
+		d = d[:cut] + "…"
 	}
 	return fmt.Sprintf(" (Label Studio says %q)", d)
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // clock is an injectable time source.
@@ -676,5 +677,31 @@ func TestExchangeDoesNotFollowRedirects(t *testing.T) {
 	}
 	if n := elsewhere.Load(); n != 0 {
 		t.Errorf("the other origin got %d refresh requests, want 0", n)
+	}
+}
+
+// TestQuotedDetailHidesTheToken: Label Studio's error text may quote the
+// request body back; the token must not reach our error.
+func TestQuotedDetailHidesTheToken(t *testing.T) {
+	f, base := newFakeLS(t, "")
+	pat := makePAT(t, f.clock.Now(), "echoed")
+	f.answer = func(w http.ResponseWriter) bool {
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]string{"detail": `bad request: {"refresh": "` + pat + `"} ` + strings.Repeat("é", 150)})
+		return true
+	}
+	ex := NewExchanger(base, nil, f.clock.Now)
+	_, err := ex.Header(context.Background(), pat)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	for _, part := range strings.Split(pat, ".") {
+		if len(part) > 8 && strings.Contains(msg, part[:8]) {
+			t.Errorf("error quotes part of the token: %s", msg)
+		}
+	}
+	if !utf8.ValidString(msg) {
+		t.Errorf("error is not valid UTF-8: %q", msg)
 	}
 }

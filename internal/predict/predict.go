@@ -45,6 +45,9 @@ const (
 	// DefaultEncoderConcurrency runs one encoder at a time: ONNX Runtime
 	// already uses every core for one image.
 	DefaultEncoderConcurrency = 1
+	// fetchConcurrency bounds downloads and decodes at once: a decoded
+	// image of MAX_IMAGE_PIXELS can take hundreds of MB.
+	fetchConcurrency = 2
 )
 
 // Options configure a Service.
@@ -66,13 +69,14 @@ type Options struct {
 
 // Service makes predictions. It is safe for concurrent use.
 type Service struct {
-	images  Images
-	seg     Segmenter
-	version string
-	log     *slog.Logger
-	cache   *lru.Cache[string, *sam.Embedding]
-	encSlot chan struct{}
-	running sync.WaitGroup // flights under way
+	images    Images
+	seg       Segmenter
+	version   string
+	log       *slog.Logger
+	cache     *lru.Cache[string, *sam.Embedding]
+	encSlot   chan struct{}
+	fetchSlot chan struct{}
+	running   sync.WaitGroup // flights under way
 
 	mu      sync.Mutex // guards flights, closed, and cache lookups with them
 	flights map[string]*flight
@@ -94,13 +98,14 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{
-		images:  images,
-		seg:     seg,
-		version: opts.ModelVersion,
-		log:     opts.Logger,
-		encSlot: make(chan struct{}, opts.EncoderConcurrency),
-		observe: opts.Observe,
-		flights: make(map[string]*flight),
+		images:    images,
+		seg:       seg,
+		version:   opts.ModelVersion,
+		log:       opts.Logger,
+		encSlot:   make(chan struct{}, opts.EncoderConcurrency),
+		fetchSlot: make(chan struct{}, fetchConcurrency),
+		observe:   opts.Observe,
+		flights:   make(map[string]*flight),
 	}
 	s.cache = lru.New(lru.Options[string, *sam.Embedding]{
 		MaxCost: max(opts.CacheBytes, 0),
@@ -200,9 +205,18 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 		return nil, err
 	}
 	if emb.Width != in.Width || emb.Height != in.Height {
-		s.log.Warn("image size differs from the editor's",
+		// The editor saw another size (a resized copy, or a browser that
+		// ignores EXIF orientation). Take the click's percentages of the
+		// image we have, and give the mask the editor's size, or the
+		// editor could not draw it.
+		s.log.Warn("image size differs from the editor's; scaling the prompt and the mask",
 			"task", task.ID, "image", fmt.Sprintf("%dx%d", emb.Width, emb.Height),
 			"editor", fmt.Sprintf("%dx%d", in.Width, in.Height))
+		at, err := ls.ParseInteractionAt(req.Params.Context, emb.Width, emb.Height)
+		if err != nil {
+			return nil, badRequest(err)
+		}
+		prompt = toPrompt(at)
 	}
 
 	t0 := time.Now()
@@ -229,7 +243,7 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 		Value: ls.BrushValue{
 			BrushLabels: []string{in.Label},
 			Format:      "rle",
-			RLE:         rle.Encode(mask.Pix),
+			RLE:         rle.Encode(resizeNearest(mask, in.Width, in.Height)),
 		},
 	}
 	t.RLE = time.Since(t0)
@@ -273,6 +287,7 @@ func (s *Service) embedding(ctx context.Context, key, ref string, taskID int64, 
 		s.mu.Unlock()
 		s.stats.hits.Add(1)
 		t.CacheHit = true
+		s.log.Debug("embedding cache hit", "task", taskID, "project", project)
 		return e, nil
 	}
 	f, joined := s.flights[key]
@@ -329,9 +344,17 @@ func (s *Service) fly(ctx context.Context, f *flight, key, ref string, taskID in
 		close(f.done)
 	}()
 
+	select {
+	case s.fetchSlot <- struct{}{}:
+	case <-ctx.Done():
+		f.err = fmt.Errorf("wait to fetch the image: %w", context.Cause(ctx))
+		return
+	}
 	t0 := time.Now()
 	s.stats.fetches.Add(1)
+	s.log.Debug("embedding cache miss: fetching the image", "task", taskID, "project", project)
 	img, err := s.images.Fetch(ctx, ref, taskID, project)
+	<-s.fetchSlot
 	if err != nil {
 		f.err = fmt.Errorf("fetch image of task %d: %w", taskID, err)
 		return
@@ -384,6 +407,27 @@ func toPrompt(in *ls.Interaction) sam.Prompt {
 		p.Box = &sam.Box{X0: in.Box.X0, Y0: in.Box.Y0, X1: in.Box.X1, Y1: in.Box.Y1}
 	}
 	return p
+}
+
+// resizeNearest returns the mask's pixels at w×h, by nearest neighbour;
+// the mask's own pixels when it already has that size.
+func resizeNearest(m *sam.Mask, w, h int) []byte {
+	if m.Width == w && m.Height == h {
+		return m.Pix
+	}
+	out := make([]byte, w*h)
+	cols := make([]int, w)
+	for x := range cols {
+		cols[x] = min((2*x+1)*m.Width/(2*w), m.Width-1)
+	}
+	for y := range h {
+		src := m.Pix[min((2*y+1)*m.Height/(2*h), m.Height-1)*m.Width:]
+		row := out[y*w : (y+1)*w]
+		for x, c := range cols {
+			row[x] = src[c]
+		}
+	}
+	return out
 }
 
 // regionID returns 4 hex characters, like the reference's str(uuid4())[:4].

@@ -174,6 +174,34 @@ func TestKeypointRegion(t *testing.T) {
 	}
 }
 
+// TestEditorSizeDiffers: the editor saw 1080×1080 but the image is
+// 540×270. The click lands at the same percentage of the image, and the RLE
+// has the editor's size, so the editor can draw it.
+func TestEditorSizeDiffers(t *testing.T) {
+	imgs, seg := &fakeImages{w: 540, h: 270}, &fakeSAM{}
+	s := predict.New(imgs, seg, predict.Options{})
+	resp, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_rectangle.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := resp.Results[0].Result[0]
+	if r.OriginalWidth != 1080 || r.OriginalHeight != 1080 {
+		t.Errorf("region size %dx%d, want the editor's 1080x1080", r.OriginalWidth, r.OriginalHeight)
+	}
+	words, err := rle.Decode(r.Value.RLE, 1080*1080*4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(words) != 1080*1080*4 {
+		t.Fatalf("rle has %d words, want the editor's 1080x1080x4", len(words))
+	}
+	// The box is x,y 50%..60%: pixels 540..648 of the editor's image.
+	at := func(x, y int) byte { return words[4*(y*1080+x)] }
+	if at(594, 594) != 255 || at(530, 594) != 0 || at(594, 700) != 0 {
+		t.Errorf("mask at the box centre %d, left of it %d, below it %d; want 255, 0, 0", at(594, 594), at(530, 594), at(594, 700))
+	}
+}
+
 func TestBoxAlone(t *testing.T) {
 	imgs, seg := &fakeImages{w: 1080, h: 1080}, &fakeSAM{}
 	s := predict.New(imgs, seg, predict.Options{})
