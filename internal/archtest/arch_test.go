@@ -103,6 +103,8 @@ var allowed = map[string][]string{
 	"internal/imagefetch":        {},
 	"internal/labelstudio":       {},
 	"internal/lru":               {},
+	"internal/lsdb":              {},
+	"internal/credentials":       {"internal/labelstudio", "internal/lru", "internal/lsauth"},
 	"internal/lsauth":            {},
 	"internal/onnxrt":            {},
 	"internal/onnxrt/onnxrttest": {"internal/onnxrt"},
