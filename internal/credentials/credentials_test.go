@@ -1,0 +1,342 @@
+package credentials_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/sam-ml-backend/sam-ml-backend/internal/credentials"
+)
+
+// memStore is an in-memory Store for the cache logic; the database itself
+// is tested in lsdb and, end to end, in app.
+type memStore struct {
+	mu      sync.Mutex
+	facts   map[int64]credentials.Facts
+	err     error
+	lookups atomic.Int64
+	gate    chan struct{}
+}
+
+func (m *memStore) Lookup(ctx context.Context, id int64) (credentials.Facts, error) {
+	m.lookups.Add(1)
+	if m.gate != nil {
+		<-m.gate
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return credentials.Facts{}, m.err
+	}
+	f, ok := m.facts[id]
+	if !ok {
+		return credentials.Facts{}, &credentials.Error{Status: 404, Msg: "project not found"}
+	}
+	return f, nil
+}
+
+func (m *memStore) setToken(id int64, tok string) {
+	m.mu.Lock()
+	f := m.facts[id]
+	f.Token = tok
+	m.facts[id] = f
+	m.mu.Unlock()
+}
+
+// fakeExchanger turns PATs into "Bearer access-of-<pat>".
+type fakeExchanger struct {
+	mu        sync.Mutex
+	forgotten []string
+}
+
+func (f *fakeExchanger) Header(ctx context.Context, token string) (string, error) {
+	return "Bearer access-of-" + token, nil
+}
+
+func (f *fakeExchanger) Forget(token string) {
+	f.mu.Lock()
+	f.forgotten = append(f.forgotten, token)
+	f.mu.Unlock()
+}
+
+const (
+	keyA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	keyB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	pat  = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2ln"
+)
+
+func twoOrgs() *memStore {
+	return &memStore{facts: map[int64]credentials.Facts{
+		1: {ProjectID: 1, OrganizationID: 10, ProjectCreatedAt: 1700000000, UserID: 100, Token: keyA, LegacyEnabled: true},
+		2: {ProjectID: 2, OrganizationID: 20, ProjectCreatedAt: 1700000001, UserID: 200, Token: keyB, LegacyEnabled: true},
+		3: {ProjectID: 3, OrganizationID: 10, ProjectCreatedAt: 1700000002, UserID: 100, Token: keyA, LegacyEnabled: true},
+		4: {ProjectID: 4, OrganizationID: 30, ProjectCreatedAt: 1700000003, UserID: 300, Token: "cccccccccc", LegacyEnabled: false},
+	}}
+}
+
+func TestResolvesEachProjectsOrganization(t *testing.T) {
+	r := credentials.New(twoOrgs(), &fakeExchanger{}, credentials.Options{})
+	tests := []struct{ project, want string }{
+		{"1.1700000000", "Token " + keyA},
+		{"2.1700000001", "Token " + keyB},
+		{"3", "Token " + keyA},
+		{"2", "Token " + keyB},
+	}
+	for _, tt := range tests {
+		got, err := r.Authorization(context.Background(), tt.project)
+		if err != nil || got != tt.want {
+			t.Errorf("Authorization(%q) = %q, %v; want %q", tt.project, got, err, tt.want)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	r := credentials.New(twoOrgs(), &fakeExchanger{}, credentials.Options{})
+	tests := []struct {
+		project string
+		status  int
+		msg     []string
+	}{
+		{"1.1699999999", 409, []string{"created at 1700000000", "says 1699999999", "another Label Studio instance"}},
+		{"x", 400, []string{"project"}},
+		{"99", 404, []string{"not found"}},
+		{"4", 502, []string{"legacy API tokens are disabled for organization 30", "user 300", "ORG_TOKENS_FILE", "Access Token Settings"}},
+	}
+	for _, tt := range tests {
+		_, err := r.Authorization(context.Background(), tt.project)
+		var se interface{ HTTPStatus() int }
+		if !errors.As(err, &se) || se.HTTPStatus() != tt.status {
+			t.Errorf("%s: err = %v, want status %d", tt.project, err, tt.status)
+			continue
+		}
+		for _, m := range tt.msg {
+			if !strings.Contains(err.Error(), m) {
+				t.Errorf("%s: %q lacks %q", tt.project, err, m)
+			}
+		}
+		if strings.Contains(err.Error(), "cccccccccc") {
+			t.Errorf("%s: error shows the token", tt.project)
+		}
+	}
+	var lde *credentials.LegacyDisabledError
+	_, err := r.Authorization(context.Background(), "4")
+	if !errors.As(err, &lde) || lde.Organization != 30 {
+		t.Errorf("err = %v, want a *LegacyDisabledError for organization 30", err)
+	}
+}
+
+func TestNoTokenMessage(t *testing.T) {
+	st := twoOrgs()
+	st.setToken(2, "")
+	r := credentials.New(st, &fakeExchanger{}, credentials.Options{})
+	_, err := r.Authorization(context.Background(), "2")
+	if err == nil || err.Error() != "No auth token found for user 200 in organization 20" {
+		t.Errorf("err = %v, want the exact message", err)
+	}
+}
+
+func TestConcurrentMissesMakeOneLookup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := twoOrgs()
+		st.gate = make(chan struct{})
+		r := credentials.New(st, &fakeExchanger{}, credentials.Options{})
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() {
+				if h, err := r.Authorization(context.Background(), "1.1700000000"); err != nil || h != "Token "+keyA {
+					t.Errorf("got %q, %v", h, err)
+				}
+			})
+		}
+		synctest.Wait()
+		close(st.gate)
+		wg.Wait()
+		if n := st.lookups.Load(); n != 1 {
+			t.Errorf("64 concurrent first requests made %d database look-ups, want 1", n)
+		}
+	})
+}
+
+func TestTTLAndBriefErrorCaching(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	st := twoOrgs()
+	r := credentials.New(st, &fakeExchanger{}, credentials.Options{TTL: time.Minute, ErrorTTL: time.Second, Now: clock})
+	ctx := context.Background()
+	r.Authorization(ctx, "1")
+	r.Authorization(ctx, "1")
+	if n := st.lookups.Load(); n != 1 {
+		t.Fatalf("%d look-ups for two requests, want 1", n)
+	}
+	now = now.Add(2 * time.Minute)
+	r.Authorization(ctx, "1")
+	if n := st.lookups.Load(); n != 2 {
+		t.Errorf("after the TTL: %d look-ups, want 2", n)
+	}
+	// A failure is remembered for ErrorTTL only.
+	r.Authorization(ctx, "99")
+	r.Authorization(ctx, "99")
+	if n := st.lookups.Load(); n != 3 {
+		t.Errorf("a failure repeated: %d look-ups, want 3", n)
+	}
+	now = now.Add(2 * time.Second)
+	r.Authorization(ctx, "99")
+	if n := st.lookups.Load(); n != 4 {
+		t.Errorf("after the error TTL: %d look-ups, want 4", n)
+	}
+}
+
+func TestRejectedPicksUpARotatedToken(t *testing.T) {
+	st := twoOrgs()
+	r := credentials.New(st, &fakeExchanger{}, credentials.Options{})
+	ctx := context.Background()
+	h, _ := r.Authorization(ctx, "1")
+	st.setToken(1, "rotated-key-000000")
+	if again, _ := r.Authorization(ctx, "1"); again != h {
+		t.Fatalf("cached value changed without a rejection: %q", again)
+	}
+	r.Rejected("1", h)
+	if got, _ := r.Authorization(ctx, "1"); got != "Token rotated-key-000000" {
+		t.Errorf("after a rejection: %q, want the rotated token", got)
+	}
+}
+
+func TestTokensFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tokens.json")
+	if err := os.WriteFile(path, []byte(`{"30": "`+pat+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tf, err := credentials.LoadTokensFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := &fakeExchanger{}
+	r := credentials.New(twoOrgs(), ex, credentials.Options{Tokens: tf})
+	// Organization 30 has legacy tokens off, but the file gives it a PAT.
+	if got, err := r.Authorization(context.Background(), "4"); err != nil || got != "Bearer access-of-"+pat {
+		t.Errorf("got %q, %v; want the exchanged PAT", got, err)
+	}
+
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		changed := make(chan struct{}, 1)
+		go tf.Watch(ctx, time.Second, slog.New(slog.DiscardHandler), func() { changed <- struct{}{} })
+		if err := os.WriteFile(path, []byte(`{"30": "legacy-key-for-30", "40": "legacy-key-for-40"}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Make sure the stamp differs even within one mtime tick.
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		select {
+		case <-changed:
+		default:
+			t.Fatal("the change was not picked up")
+		}
+		if tok, _ := tf.Lookup(40); tok != "legacy-key-for-40" {
+			t.Errorf("Lookup(40) = %q after reload", tok)
+		}
+	})
+
+	for _, bad := range []string{`[]`, `{"x": "abcdefgh"}`, `{"3": ""}`, `{"3": "` + pat} {
+		os.WriteFile(path, []byte(bad), 0o600)
+		_, err := credentials.LoadTokensFile(path)
+		if err == nil {
+			t.Errorf("accepted %q", bad)
+		} else if strings.Contains(err.Error(), "eyJ") {
+			t.Errorf("error quotes the token: %v", err)
+		}
+	}
+}
+
+func TestInvalidate(t *testing.T) {
+	st := twoOrgs()
+	ex := &fakeExchanger{}
+	r := credentials.New(st, ex, credentials.Options{})
+	ctx := context.Background()
+	for _, p := range []string{"1.1700000000", "2", "3"} {
+		r.Authorization(ctx, p)
+	}
+	if n := r.Invalidate(1, 0); n != 1 {
+		t.Errorf("Invalidate(project 1) dropped %d, want 1", n)
+	}
+	r.Authorization(ctx, "1.1700000000")
+	if got := st.lookups.Load(); got != 4 {
+		t.Errorf("look-ups %d, want 4 (project 1 read again)", got)
+	}
+	if n := r.Invalidate(0, 10); n != 3 { // projects 1 and 3, and organization 10
+		t.Errorf("Invalidate(org 10) dropped %d, want 3", n)
+	}
+	if n := r.Invalidate(0, 0); n == 0 {
+		t.Error("Invalidate(all) dropped nothing")
+	}
+}
+
+func TestLogsNeverShowTokens(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	st := twoOrgs()
+	r := credentials.New(st, &fakeExchanger{}, credentials.Options{Logger: logger})
+	ctx := context.Background()
+	for _, p := range []string{"1", "1", "2", "4", "99"} {
+		r.Authorization(ctx, p)
+	}
+	h, _ := r.Authorization(ctx, "2")
+	r.Rejected("2", h)
+	log := buf.String()
+	if !strings.Contains(log, "Using dynamic credentials for project 1 (organization 10)") {
+		t.Errorf("log lacks the resolution line:\n%s", log)
+	}
+	for _, secret := range []string{keyA, keyB, "cccccccccc"} {
+		if strings.Contains(log, secret) {
+			t.Errorf("log contains a token:\n%s", log)
+		}
+	}
+}
+
+type staticSource string
+
+func (s staticSource) Authorization(context.Context, string) (string, error) { return string(s), nil }
+func (s staticSource) Rejected(string, string)                              {}
+
+func TestFallbackToStatic(t *testing.T) {
+	var buf bytes.Buffer
+	f := &credentials.Fallback{
+		Primary: credentials.New(twoOrgs(), &fakeExchanger{}, credentials.Options{}),
+		Static:  staticSource("Token static-key"),
+		Logger:  slog.New(slog.NewTextHandler(&buf, nil)),
+	}
+	if got, _ := f.Authorization(context.Background(), "1"); got != "Token "+keyA {
+		t.Errorf("working middleware: %q", got)
+	}
+	if got, _ := f.Authorization(context.Background(), "99"); got != "Token static-key" {
+		t.Errorf("failing middleware: %q, want the static credential", got)
+	}
+	if !strings.Contains(buf.String(), "level=WARN") {
+		t.Errorf("no warning logged:\n%s", buf.String())
+	}
+}
+
+func BenchmarkCachedResolution(b *testing.B) {
+	r := credentials.New(twoOrgs(), &fakeExchanger{}, credentials.Options{})
+	ctx := context.Background()
+	if _, err := r.Authorization(ctx, "1.1700000000"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Authorization(ctx, "1.1700000000"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
