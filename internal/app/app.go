@@ -16,9 +16,12 @@ import (
 	"time"
 
 	"github.com/sam-ml-backend/sam-ml-backend/internal/config"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/credentials"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/httpapi"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/imagefetch"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/lru"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lsauth"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/lsdb"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/predict"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/sam"
@@ -39,9 +42,10 @@ const shutdownTimeout = 30 * time.Second
 // App is the wired backend.
 type App struct {
 	// Service makes predictions; tests read its Stats.
-	Service *predict.Service
-	handler http.Handler
-	model   *sam.Model
+	Service    *predict.Service
+	handler    http.Handler
+	model      *sam.Model
+	closeCreds func()
 }
 
 // The concrete types meet the interfaces their consumers declare.
@@ -50,6 +54,10 @@ var (
 	_ predict.Images         = images{}
 	_ httpapi.Predictor      = (*predict.Service)(nil)
 	_ imagefetch.Credentials = (*lsauth.Static)(nil)
+	_ imagefetch.Credentials = (*credentials.Resolver)(nil)
+	_ imagefetch.Credentials = (*credentials.Fallback)(nil)
+	_ credentials.Exchanger  = (*lsauth.Exchanger)(nil)
+	_ httpapi.Invalidator    = (*credentials.Resolver)(nil)
 )
 
 // New builds the backend from cfg. Close releases it.
@@ -78,15 +86,10 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 	logger.Info("model loaded", "model", kind, "encoder_layout", model.Layout(), "onnxruntime", ortVersion, "model_version", modelVersion)
 	logSettings(logger, cfg)
 
-	client := &http.Client{Timeout: cfg.FetchTimeout}
-	var creds imagefetch.Credentials
-	var inv httpapi.Invalidator
-	if cfg.APIToken != "" {
-		ex := lsauth.NewExchanger(cfg.LabelStudioURL, client, time.Now)
-		static := lsauth.NewStatic(cfg.APIToken, ex)
-		creds = static
-		inv = staticInvalidator{ex: ex, token: cfg.APIToken}
-		logger.Info("using a static Label Studio credential", "kind", tokenKind(cfg.APIToken))
+	creds, inv, closeCreds, err := newCredentials(cfg, logger)
+	if err != nil {
+		model.Close()
+		return nil, err
 	}
 	fetcher, err := imagefetch.New(imagefetch.Config{
 		LabelStudio:    cfg.LabelStudioURL,
@@ -98,6 +101,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		UserAgent:      "sam-ml-backend/" + version,
 	})
 	if err != nil {
+		closeCreds()
 		model.Close()
 		return nil, fmt.Errorf("set up image fetching: %w", err)
 	}
@@ -126,10 +130,11 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		Logger:          logger,
 	}, svc, inv)
 	if err != nil {
+		closeCreds()
 		model.Close()
 		return nil, err
 	}
-	return &App{Service: svc, handler: srv, model: model}, nil
+	return &App{Service: svc, handler: srv, model: model, closeCreds: closeCreds}, nil
 }
 
 // Handler returns the HTTP handler.
@@ -142,6 +147,7 @@ func (a *App) Close(ctx context.Context) error {
 	if err := a.Service.Close(ctx); err != nil {
 		return err
 	}
+	a.closeCreds()
 	return a.model.Close()
 }
 
@@ -239,6 +245,97 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 		l = slog.LevelError
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// newCredentials builds what authenticates image requests to Label Studio:
+// the organization middleware (with the static credential, if any, as its
+// fallback), or the static credential alone, or nothing. The returned func
+// releases the database and stops watching the tokens file.
+func newCredentials(cfg *config.Config, logger *slog.Logger) (imagefetch.Credentials, httpapi.Invalidator, func(), error) {
+	nothing := func() {}
+	var ex *lsauth.Exchanger
+	if cfg.LabelStudioURL != nil {
+		ex = lsauth.NewExchanger(cfg.LabelStudioURL, &http.Client{Timeout: cfg.FetchTimeout}, time.Now)
+	}
+	var static *lsauth.Static
+	if cfg.APIToken != "" {
+		static = lsauth.NewStatic(cfg.APIToken, ex)
+		logger.Info("static Label Studio credential configured", "kind", tokenKind(cfg.APIToken))
+	}
+	if !cfg.UseOrgMiddleware {
+		if static == nil {
+			return nil, nil, nothing, nil
+		}
+		return static, staticInvalidator{ex: ex, token: cfg.APIToken}, nothing, nil
+	}
+
+	var tokens *credentials.TokensFile
+	if cfg.OrgTokensFile != "" {
+		var err error
+		if tokens, err = credentials.LoadTokensFile(cfg.OrgTokensFile); err != nil {
+			return nil, nil, nothing, err
+		}
+	}
+	dblog := logger.With("component", "lsdb")
+	store, err := lsdb.OpenSQLite(cfg.DBPath, lsdb.Options{Logger: dblog})
+	if err != nil {
+		return nil, nil, nothing, fmt.Errorf("open Label Studio's database: %w", err)
+	}
+	// Starting is not refused when the database is not readable yet: the
+	// backend serves, and says why each request fails, until it is.
+	pctx, cancelPing := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := store.Ping(pctx); err != nil {
+		logger.Warn("Label Studio's database cannot be read yet; predictions will fail until it can", "path", cfg.DBPath, "err", err)
+	}
+	cancelPing()
+	// A coarse clock keeps a cached resolution at tens of nanoseconds where
+	// reading the system clock alone costs as much.
+	clock := lru.NewCoarseClock(250 * time.Millisecond)
+	resolver := credentials.New(dbStore{store}, ex, credentials.Options{
+		CacheSize: cfg.OrgCacheSize,
+		TTL:       cfg.OrgCacheTTL,
+		Tokens:    tokens,
+		Logger:    logger.With("component", "credentials"),
+		Now:       clock.Now,
+	})
+	watch, stopWatch := context.WithCancel(context.Background())
+	go tokens.Watch(watch, 2*time.Second, logger, func() { resolver.Invalidate(0, 0) })
+	logger.Info("organization middleware on", "database", cfg.DBPath, "tokens_file_organizations", tokens.Len(),
+		"fallback", static != nil)
+	closeAll := func() {
+		stopWatch()
+		clock.Stop()
+		store.Close()
+	}
+	if static != nil {
+		return &credentials.Fallback{Primary: resolver, Static: static, Logger: logger}, resolver, closeAll, nil
+	}
+	return resolver, resolver, closeAll, nil
+}
+
+// dbStore adapts lsdb to what credentials needs.
+type dbStore struct{ s *lsdb.Store }
+
+func (d dbStore) Lookup(ctx context.Context, projectID int64) (credentials.Facts, error) {
+	r, err := d.s.Resolve(ctx, projectID)
+	var de *lsdb.DataError
+	if errors.As(err, &de) {
+		// The project is known but yields no token here: an
+		// ORG_TOKENS_FILE entry for its organization may still serve.
+		return credentials.Facts{ProjectID: projectID, OrganizationID: de.OrganizationID, ProjectCreatedAt: de.ProjectCreatedAt}, err
+	}
+	if err != nil {
+		return credentials.Facts{}, err
+	}
+	return credentials.Facts{
+		ProjectID:        r.ProjectID,
+		OrganizationID:   r.OrganizationID,
+		ProjectCreatedAt: r.ProjectCreatedAt,
+		UserID:           r.UserID,
+		UserSource:       r.UserSource,
+		Token:            r.Token,
+		LegacyEnabled:    r.LegacyEnabled,
+	}, nil
 }
 
 // images adapts the fetcher to what predict needs.

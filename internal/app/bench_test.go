@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"image"
 	"image/jpeg"
@@ -15,8 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sam-ml-backend/sam-ml-backend/internal/credentials"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/httpapi"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/imagefetch"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/lru"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/lsauth"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/lsdb"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt/onnxrttest"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/predict"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/sam"
@@ -130,4 +135,40 @@ func BenchmarkSecondClick1920x1080(b *testing.B) {
 	b.ReportMetric(float64(elapsed.Microseconds())/1000/n-perMS(totals.decode)-perMS(totals.rle), "http-json-ms")
 	b.ReportMetric(float64(elapsed.Microseconds())/1000/n-perMS(totals.decoderRun), "outside-ort-ms")
 	b.ReportMetric(float64(respBytes), "resp-bytes")
+}
+
+// BenchmarkResolutionReal2025 resolves the credential of project 1 of the
+// real 2025 Label Studio database, from the raw project string, through
+// the resolver and lsdb: uncached (the cache is emptied each time) and
+// cached.
+func BenchmarkResolutionReal2025(b *testing.B) {
+	store, err := lsdb.OpenSQLite("../lsdb/testdata/label_studio_2025_prejwt_uploads.sqlite3", lsdb.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	clock := lru.NewCoarseClock(250 * time.Millisecond)
+	defer clock.Stop()
+	r := credentials.New(dbStore{store}, lsauth.NewExchanger(nil, nil, nil), credentials.Options{Now: clock.Now})
+	ctx := context.Background()
+	if _, err := r.Authorization(ctx, "1"); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("uncached", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r.Invalidate(0, 0)
+			if _, err := r.Authorization(ctx, "1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := r.Authorization(ctx, "1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -60,7 +60,23 @@ type Config struct {
 
 	// LogLevel is DEBUG, INFO, WARNING or ERROR.
 	LogLevel string
+
+	// UseOrgMiddleware turns on per-organization credentials read from
+	// Label Studio's database.
+	UseOrgMiddleware bool
+	// DBPath is Label Studio's SQLite database, mounted read-only.
+	DBPath string
+	// OrgTokensFile maps organization ids to tokens; "" when unset.
+	OrgTokensFile string
+	// OrgCacheSize bounds the cached projects (and organizations).
+	OrgCacheSize int
+	// OrgCacheTTL is how long a resolved credential is trusted.
+	OrgCacheTTL time.Duration
 }
+
+// DefaultDBPath is where Label Studio's data folder is mounted in the
+// backend's container: Label Studio's image keeps its database there.
+const DefaultDBPath = "/label-studio-data/label_studio.sqlite3"
 
 // Demo reports whether the bundled stand-in models are used.
 func (c *Config) Demo() bool { return c.EncoderPath == "" && c.DecoderPath == "" }
@@ -102,7 +118,11 @@ var Settings = []Setting{
 	{Names: []string{"FETCH_TIMEOUT"}, Default: "30s", Doc: "Time limit for one image download."},
 	{Names: []string{"LOG_LEVEL"}, Default: "INFO", Doc: "`DEBUG`, `INFO`, `WARNING` or `ERROR`."},
 	{Names: []string{"SAM_CACHE_DIR"}, Default: "~/.cache/sam-ml-backend", Doc: "Where `scripts/fetch-onnxruntime.sh` caches the ONNX Runtime library, and where the backend looks for it."},
-	{Names: []string{"USE_ORG_MIDDLEWARE"}, Default: "false", Doc: "Per-organization credentials from Label Studio's database. Not in this release: `true` stops start-up."},
+	{Names: []string{"USE_ORG_MIDDLEWARE"}, Default: "false", Doc: "`true`: each request uses the credential of the organization that owns its project, read from Label Studio's database (see Multiple organizations)."},
+	{Names: []string{"LABEL_STUDIO_DB_PATH"}, Default: "`" + DefaultDBPath + "`", Doc: "Label Studio's SQLite database, opened read-only."},
+	{Names: []string{"ORG_TOKENS_FILE"}, Doc: "JSON object mapping organization ids to tokens (legacy keys or personal access tokens), for organizations whose token cannot come from the database. Reloaded when it changes. Secret."},
+	{Names: []string{"ORG_CACHE_SIZE"}, Default: "128", Doc: "Projects (and organizations) whose credential is cached."},
+	{Names: []string{"ORG_CACHE_TTL"}, Default: "5m", Doc: "How long a resolved credential is trusted before the database is read again."},
 }
 
 // Error is a bad setting.
@@ -188,10 +208,17 @@ func Load(getenv func(string) string) (*Config, error) {
 	switch v := strings.ToLower(r.or("USE_ORG_MIDDLEWARE", "false")); v {
 	case "false", "0", "no", "off":
 	case "true", "1", "yes", "on":
-		r.fail("USE_ORG_MIDDLEWARE", v, false, "per-organization credentials are not in this release yet; unset it and set LABEL_STUDIO_API_KEY")
+		c.UseOrgMiddleware = true
+		if rawURL == "" {
+			r.fail("LABEL_STUDIO_URL", "", false, "is needed with USE_ORG_MIDDLEWARE=true: it says where the organizations' tokens may be sent")
+		}
 	default:
 		r.fail("USE_ORG_MIDDLEWARE", v, false, "want true or false")
 	}
+	c.DBPath = r.or("LABEL_STUDIO_DB_PATH", DefaultDBPath)
+	c.OrgTokensFile = getenv("ORG_TOKENS_FILE")
+	c.OrgCacheSize = int(r.int("ORG_CACHE_SIZE", 128, 1, 1<<20))
+	c.OrgCacheTTL = r.duration("ORG_CACHE_TTL", 5*time.Minute)
 	if c.ONNXRuntimeLib == "" {
 		c.ONNXRuntimeLib = DefaultORTLib(getenv)
 	}

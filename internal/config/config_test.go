@@ -28,6 +28,9 @@ func TestDefaults(t *testing.T) {
 	if c.LabelStudioURL != nil {
 		t.Errorf("LabelStudioURL = %v, want nil", c.LabelStudioURL)
 	}
+	if c.UseOrgMiddleware || c.DBPath != "/label-studio-data/label_studio.sqlite3" || c.OrgCacheSize != 128 || c.OrgCacheTTL != 5*time.Minute {
+		t.Errorf("org defaults: %v %q %d %v", c.UseOrgMiddleware, c.DBPath, c.OrgCacheSize, c.OrgCacheTTL)
+	}
 }
 
 func TestAliasesAndPrecedence(t *testing.T) {
@@ -74,7 +77,9 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"FETCH_TIMEOUT": "soon"}, `FETCH_TIMEOUT="soon"`},
 		{map[string]string{"EMBEDDING_CACHE_MB": "-1"}, `EMBEDDING_CACHE_MB="-1"`},
 		{map[string]string{"USE_ORG_MIDDLEWARE": "maybe"}, `USE_ORG_MIDDLEWARE="maybe"`},
-		{map[string]string{"USE_ORG_MIDDLEWARE": "true"}, `not in this release`},
+		{map[string]string{"USE_ORG_MIDDLEWARE": "true"}, `LABEL_STUDIO_URL="": is needed with USE_ORG_MIDDLEWARE=true`},
+		{map[string]string{"ORG_CACHE_SIZE": "0"}, `ORG_CACHE_SIZE="0"`},
+		{map[string]string{"ORG_CACHE_TTL": "forever"}, `ORG_CACHE_TTL="forever"`},
 		{map[string]string{"LOCAL_FILES_DOCUMENT_ROOT": "data"}, `LOCAL_FILES_DOCUMENT_ROOT="data": must be an absolute path`},
 		{map[string]string{"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": "data"}, `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="data"`},
 		{map[string]string{"LABEL_STUDIO_ACCESS_TOKEN": "k"}, `LABEL_STUDIO_URL="": is needed with LABEL_STUDIO_ACCESS_TOKEN`},

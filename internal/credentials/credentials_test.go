@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sam-ml-backend/sam-ml-backend/internal/credentials"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/lru"
 )
 
 // memStore is an in-memory Store for the cache logic; the database itself
@@ -307,7 +308,7 @@ func TestLogsNeverShowTokens(t *testing.T) {
 type staticSource string
 
 func (s staticSource) Authorization(context.Context, string) (string, error) { return string(s), nil }
-func (s staticSource) Rejected(string, string)                              {}
+func (s staticSource) Rejected(string, string)                               {}
 
 func TestFallbackToStatic(t *testing.T) {
 	var buf bytes.Buffer
@@ -328,7 +329,9 @@ func TestFallbackToStatic(t *testing.T) {
 }
 
 func BenchmarkCachedResolution(b *testing.B) {
-	r := credentials.New(twoOrgs(), &fakeExchanger{}, credentials.Options{})
+	clock := lru.NewCoarseClock(250 * time.Millisecond)
+	defer clock.Stop()
+	r := credentials.New(twoOrgs(), &fakeExchanger{}, credentials.Options{Now: clock.Now})
 	ctx := context.Background()
 	if _, err := r.Authorization(ctx, "1.1700000000"); err != nil {
 		b.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lru"
@@ -139,4 +140,30 @@ func ExampleCache() {
 	_, okB := c.Get("b.jpg")
 	fmt.Println(okA, okB)
 	// Output: false true
+}
+
+func TestCoarseClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := lru.NewCoarseClock(100 * time.Millisecond)
+		defer c.Stop()
+		start := c.Now()
+		time.Sleep(250 * time.Millisecond)
+		synctest.Wait()
+		if got := c.Now().Sub(start); got != 200*time.Millisecond {
+			t.Errorf("after 250 ms of fake time the clock moved %v, want 200ms (two ticks)", got)
+		}
+	})
+}
+
+func BenchmarkGetHitTTLCoarse(b *testing.B) {
+	clock := lru.NewCoarseClock(time.Second)
+	defer clock.Stop()
+	c := lru.New(lru.Options[string, string]{MaxCost: 128, TTL: time.Minute, Now: clock.Now})
+	c.Add("12.1700000000", "Token abc", 1, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := c.Get("12.1700000000"); !ok {
+			b.Fatal("miss")
+		}
+	}
 }

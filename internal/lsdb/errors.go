@@ -136,6 +136,10 @@ type DataError struct {
 	Msg string
 	// Err is ErrNoToken, ErrNoUser or ErrNoOrganization.
 	Err error
+	// OrganizationID and ProjectCreatedAt are what was found of the
+	// project before the failure (0 with ErrNoOrganization), so that a
+	// caller with another source of tokens can still serve it.
+	OrganizationID, ProjectCreatedAt int64
 }
 
 // Error returns Msg.

@@ -341,10 +341,10 @@ func resolve(ctx context.Context, tx *sql.Tx, g *generation, projectID int64) (*
 	case fallback != nil:
 		return fallback, nil
 	case firstActive >= 0:
-		return nil, &DataError{Err: ErrNoToken,
+		return nil, &DataError{Err: ErrNoToken, OrganizationID: org.Int64, ProjectCreatedAt: res.ProjectCreatedAt,
 			Msg: fmt.Sprintf("No auth token found for user %d in organization %d", firstActive, org.Int64)}
 	}
-	return nil, &DataError{Err: ErrNoUser,
+	return nil, &DataError{Err: ErrNoUser, OrganizationID: org.Int64, ProjectCreatedAt: res.ProjectCreatedAt,
 		Msg: fmt.Sprintf("no active user found for organization %d of project %d: its creator, the project's creator and its members are all deleted or inactive", org.Int64, projectID)}
 }
 

@@ -1,0 +1,361 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite" // the writable connection that builds test databases
+)
+
+// orgFixture is a Label Studio with two organizations, built from LS 1.23's
+// schema, and an httptest Label Studio that serves each organization's
+// images only to that organization's token, as a multi-organization
+// install with per-organization storage permissions would.
+type orgFixture struct {
+	dbPath string
+	ls     *httptest.Server
+	mu     sync.Mutex
+	keys   map[int64]string // organization → the key LS accepts now
+	seen   []seenRequest
+}
+
+type seenRequest struct {
+	org  int64 // whose image
+	auth string
+}
+
+const orgCreatedAt = "2026-07-17 09:34:19.135947"
+
+// orgProject is the project reference LS sends for project id.
+func orgProject(id int64) string {
+	ts, _ := time.Parse("2006-01-02 15:04:05.999999", orgCreatedAt)
+	return fmt.Sprintf("%d.%d", id, ts.Unix()+id)
+}
+
+func newOrgFixture(t *testing.T) *orgFixture {
+	t.Helper()
+	f := &orgFixture{
+		dbPath: filepath.Join(t.TempDir(), "label_studio.sqlite3"),
+		keys:   map[int64]string{1: "org1key0123456789abcdef0123456789abcdef", 2: "org2key0123456789abcdef0123456789abcdef"},
+	}
+	ddl, err := os.ReadFile("../lsdb/testdata/label_studio_schema.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := f.open(t)
+	defer db.Close()
+	stmts := []string{string(ddl)}
+	for org := int64(1); org <= 2; org++ {
+		ts, _ := time.Parse("2006-01-02 15:04:05.999999", orgCreatedAt)
+		created := ts.Add(time.Duration(org) * time.Second).Format("2006-01-02 15:04:05.999999")
+		stmts = append(stmts,
+			fmt.Sprintf(`INSERT INTO htx_user (id, password, is_superuser, username, email, first_name, last_name, is_staff, is_active,
+				date_joined, last_activity, activity_at, phone, avatar, active_organization_id, allow_newsletters)
+				VALUES (%d, '!', 0, 'u%d', 'u%d@example.com', '', '', 0, 1, '%s', '%s', '%s', '', '', %d, 0)`,
+				org, org, org, orgCreatedAt, orgCreatedAt, orgCreatedAt, org),
+			fmt.Sprintf(`INSERT INTO organization (id, title, created_at, updated_at, created_by_id, token) VALUES (%d, 'Org %d', '%s', '%s', %d, 'invite-%d')`,
+				org, org, orgCreatedAt, orgCreatedAt, org, org),
+			fmt.Sprintf(`INSERT INTO organizations_organizationmember (user_id, organization_id, created_at, updated_at) VALUES (%d, %d, '%s', '%s')`,
+				org, org, orgCreatedAt, orgCreatedAt),
+			fmt.Sprintf(`INSERT INTO jwt_auth_jwtsettings (organization_id, api_tokens_enabled, api_token_ttl_days, created_at, updated_at, legacy_api_tokens_enabled)
+				VALUES (%d, 1, 73000, '%s', '%s', 1)`, org, orgCreatedAt, orgCreatedAt),
+			fmt.Sprintf(`INSERT INTO authtoken_token (key, created, user_id) VALUES ('%s', '%s', %d)`, f.keys[org], orgCreatedAt, org),
+			fmt.Sprintf(`INSERT INTO project (id, title, show_instruction, is_published, created_at, updated_at,
+				created_by_id, show_skip_button, show_collab_predictions, overlap_cohort_percentage, show_overlap_first, result_count,
+				organization_id, is_draft, enable_empty_annotation, maximum_annotations, min_annotations_to_start_training,
+				show_annotation_history, show_ground_truth_first, evaluate_predictions_automatically, reveal_preannotations_interactively)
+				VALUES (%d, 'Project %d', 0, 0, '%s', '%s', %d, 1, 1, 100, 0, 0, %d, 0, 1, 1, 0, 0, 0, 0, 0)`, org, org, created, created, org, org),
+		)
+	}
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("build database: %v\n%s", err, s)
+		}
+	}
+
+	pic := func(c color.Gray) []byte {
+		img := image.NewGray(image.Rect(0, 0, 64, 48))
+		for i := range img.Pix {
+			img.Pix[i] = c.Y
+		}
+		var buf bytes.Buffer
+		png.Encode(&buf, img)
+		return buf.Bytes()
+	}
+	images := map[int64][]byte{1: pic(color.Gray{40}), 2: pic(color.Gray{200})}
+	f.ls = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var org int64
+		fmt.Sscanf(r.URL.Path, "/data/upload/%d/", &org)
+		auth := r.Header.Get("Authorization")
+		f.mu.Lock()
+		f.seen = append(f.seen, seenRequest{org, auth})
+		ok := auth == "Token "+f.keys[org]
+		f.mu.Unlock()
+		if !ok {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"detail":"Invalid token."}`)
+			return
+		}
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(images[org])
+	}))
+	t.Cleanup(f.ls.Close)
+	return f
+}
+
+func (f *orgFixture) open(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", f.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// rotate gives organization org's user a new token, as "Reset token" in
+// Label Studio does, and makes Label Studio accept only that one.
+func (f *orgFixture) rotate(t *testing.T, org int64) {
+	t.Helper()
+	key := fmt.Sprintf("org%drotated%020d", org, time.Now().UnixNano())
+	db := f.open(t)
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE authtoken_token SET key = ? WHERE user_id = ?`, key, org); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.keys[org] = key
+	f.mu.Unlock()
+}
+
+// orgRequest is a click on image n of organization org's project.
+func orgRequest(t *testing.T, org int64, n int) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../labelstudio/testdata/ml_predict_request_sam_keypoint.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req map[string]any
+	json.Unmarshal(b, &req)
+	req["project"] = orgProject(org)
+	task := req["tasks"].([]any)[0].(map[string]any)
+	task["project"] = org
+	task["data"] = map[string]any{"image": fmt.Sprintf("/data/upload/%d/img-%d.png", org, n)}
+	region := req["params"].(map[string]any)["context"].(map[string]any)["result"].([]any)[0].(map[string]any)
+	region["original_width"], region["original_height"] = 64, 48
+	out, _ := json.Marshal(req)
+	return out
+}
+
+func postPredict(url string, body []byte) (int, string) {
+	resp, err := http.Post(url+"/predict", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestOrganizationsStayIsolated runs 200 interleaved predictions on two
+// organizations' projects, 16 at a time, with the embedding cache off so
+// that every prediction fetches: each must succeed, and every image request
+// must carry its own organization's token. The DEBUG log of the whole run
+// must not contain a token.
+func TestOrganizationsStayIsolated(t *testing.T) {
+	f := newOrgFixture(t)
+	logs := &syncBuffer{}
+	a := newApp(t, map[string]string{
+		"USE_ORG_MIDDLEWARE":   "true",
+		"LABEL_STUDIO_DB_PATH": f.dbPath,
+		"LABEL_STUDIO_URL":     f.ls.URL,
+		"EMBEDDING_CACHE_MB":   "0",
+		"LOG_LEVEL":            "DEBUG",
+	}, logs)
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	for i := range 200 {
+		org := int64(1 + i%2)
+		body := orgRequest(t, org, i%7)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if code, msg := postPredict(srv.URL, body); code != 200 {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("org %d: %d %s", org, code, msg))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of 200 predictions failed, e.g. %s", len(failures), failures[0])
+	}
+	f.mu.Lock()
+	seen := f.seen
+	f.mu.Unlock()
+	if len(seen) < 50 {
+		t.Errorf("Label Studio saw %d image requests; the cache was meant to be off", len(seen))
+	}
+	for _, s := range seen {
+		if s.auth != "Token "+f.keys[s.org] {
+			t.Fatalf("an image of organization %d was requested with another credential", s.org)
+		}
+	}
+	log := logs.String()
+	for _, want := range []string{"Using dynamic credentials for project " + orgProject(1) + " (organization 1)", "credential cache hit"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the DEBUG log lacks %q", want)
+		}
+	}
+	for org, key := range f.keys {
+		if strings.Contains(log, key) {
+			t.Errorf("the log contains organization %d's token", org)
+		}
+	}
+}
+
+// TestTokenRotation changes a user's token in the database while the
+// backend runs: Label Studio refuses the cached one, and the backend reads
+// the new one and retries, so the annotator sees no error.
+func TestTokenRotation(t *testing.T) {
+	f := newOrgFixture(t)
+	a := newApp(t, map[string]string{
+		"USE_ORG_MIDDLEWARE":   "true",
+		"LABEL_STUDIO_DB_PATH": f.dbPath,
+		"LABEL_STUDIO_URL":     f.ls.URL,
+		"EMBEDDING_CACHE_MB":   "0",
+	}, io.Discard)
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	if code, msg := postPredict(srv.URL, orgRequest(t, 1, 0)); code != 200 {
+		t.Fatalf("before rotation: %d %s", code, msg)
+	}
+	f.rotate(t, 1)
+	if code, msg := postPredict(srv.URL, orgRequest(t, 1, 1)); code != 200 {
+		t.Fatalf("after rotation: %d %s", code, msg)
+	}
+	f.mu.Lock()
+	last := f.seen[len(f.seen)-1]
+	f.mu.Unlock()
+	if last.auth != "Token "+f.keys[1] {
+		t.Error("the retry did not use the rotated token")
+	}
+}
+
+func TestOrgErrorsAreClear(t *testing.T) {
+	f := newOrgFixture(t)
+	tests := []struct {
+		name    string
+		env     map[string]string
+		body    func() []byte
+		code    int
+		detail  string
+		noToken bool
+	}{
+		{"database missing", map[string]string{"LABEL_STUDIO_DB_PATH": filepath.Join(t.TempDir(), "nope.sqlite3")},
+			func() []byte { return orgRequest(t, 1, 0) }, 503, "Database file not found at", true},
+		{"project of another Label Studio", nil,
+			func() []byte {
+				b := orgRequest(t, 1, 0)
+				return bytes.Replace(b, []byte(orgProject(1)), []byte("1.1234567890"), 1)
+			}, 409, "another Label Studio instance", true},
+		{"unknown project", nil,
+			func() []byte {
+				return bytes.Replace(orgRequest(t, 1, 0), []byte(`"`+orgProject(1)+`"`), []byte(`"77"`), 1)
+			}, 404, "project 77 not found", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"USE_ORG_MIDDLEWARE": "true", "LABEL_STUDIO_DB_PATH": f.dbPath, "LABEL_STUDIO_URL": f.ls.URL}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			a := newApp(t, env, io.Discard)
+			srv := httptest.NewServer(a.Handler())
+			defer srv.Close()
+			code, msg := postPredict(srv.URL, tt.body())
+			if code != tt.code || !strings.Contains(msg, tt.detail) {
+				t.Errorf("got %d %s; want %d with %q", code, msg, tt.code, tt.detail)
+			}
+		})
+	}
+}
+
+// TestStaticFallback: with a static token set, a middleware failure falls
+// back to it (the migration path) instead of failing the request.
+func TestStaticFallback(t *testing.T) {
+	f := newOrgFixture(t)
+	logs := &syncBuffer{}
+	a := newApp(t, map[string]string{
+		"USE_ORG_MIDDLEWARE":   "true",
+		"LABEL_STUDIO_DB_PATH": filepath.Join(t.TempDir(), "absent.sqlite3"),
+		"LABEL_STUDIO_URL":     f.ls.URL,
+		"LABEL_STUDIO_API_KEY": f.keys[1],
+	}, logs)
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	if code, msg := postPredict(srv.URL, orgRequest(t, 1, 0)); code != 200 {
+		t.Fatalf("got %d %s, want the static credential to serve", code, msg)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "using the static LABEL_STUDIO_API_KEY") {
+		t.Errorf("no warning about the fallback:\n%s", logs)
+	}
+	if strings.Contains(logs.String(), f.keys[1]) {
+		t.Error("the log contains the token")
+	}
+}
+
+var _ = context.Background
+
+// TestTokensFileCoversAnOrganizationWithoutADatabaseToken: organization 2's
+// user has no legacy token row. Without ORG_TOKENS_FILE the request fails
+// with the exact message; with an entry for organization 2 it works.
+func TestTokensFileCoversAnOrganizationWithoutADatabaseToken(t *testing.T) {
+	f := newOrgFixture(t)
+	db := f.open(t)
+	if _, err := db.Exec(`DELETE FROM authtoken_token WHERE user_id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	env := map[string]string{"USE_ORG_MIDDLEWARE": "true", "LABEL_STUDIO_DB_PATH": f.dbPath, "LABEL_STUDIO_URL": f.ls.URL}
+
+	a := newApp(t, env, io.Discard)
+	srv := httptest.NewServer(a.Handler())
+	code, msg := postPredict(srv.URL, orgRequest(t, 2, 0))
+	srv.Close()
+	if code != http.StatusBadGateway || !strings.Contains(msg, "No auth token found for user 2 in organization 2") {
+		t.Errorf("without a tokens file: %d %s", code, msg)
+	}
+
+	tokens := filepath.Join(t.TempDir(), "tokens.json")
+	if err := os.WriteFile(tokens, []byte(fmt.Sprintf(`{"2": %q}`, f.keys[2])), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env["ORG_TOKENS_FILE"] = tokens
+	a = newApp(t, env, io.Discard)
+	srv = httptest.NewServer(a.Handler())
+	defer srv.Close()
+	if code, msg := postPredict(srv.URL, orgRequest(t, 2, 0)); code != 200 {
+		t.Errorf("with the tokens file: %d %s", code, msg)
+	}
+}
