@@ -86,7 +86,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 	logger.Info("model loaded", "model", kind, "encoder_layout", model.Layout(), "onnxruntime", ortVersion, "model_version", modelVersion)
 	logSettings(logger, cfg)
 
-	creds, inv, closeCreds, err := newCredentials(cfg, logger)
+	creds, inv, checks, closeCreds, err := newCredentials(cfg, logger)
 	if err != nil {
 		model.Close()
 		return nil, err
@@ -123,6 +123,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 			"onnxruntime":    ortVersion,
 			"version":        version,
 		},
+		Checks:          checks,
 		BasicAuthUser:   cfg.BasicAuthUser,
 		BasicAuthPass:   cfg.BasicAuthPass,
 		AdminToken:      cfg.AdminToken,
@@ -251,7 +252,7 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 // the organization middleware (with the static credential, if any, as its
 // fallback), or the static credential alone, or nothing. The returned func
 // releases the database and stops watching the tokens file.
-func newCredentials(cfg *config.Config, logger *slog.Logger) (imagefetch.Credentials, httpapi.Invalidator, func(), error) {
+func newCredentials(cfg *config.Config, logger *slog.Logger) (imagefetch.Credentials, httpapi.Invalidator, func() map[string]any, func(), error) {
 	nothing := func() {}
 	var ex *lsauth.Exchanger
 	if cfg.LabelStudioURL != nil {
@@ -264,42 +265,41 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (imagefetch.Credent
 	}
 	if !cfg.UseOrgMiddleware {
 		if static == nil {
-			return nil, nil, nothing, nil
+			return nil, nil, nil, nothing, nil
 		}
-		return static, staticInvalidator{ex: ex, token: cfg.APIToken}, nothing, nil
+		return static, staticInvalidator{ex: ex, token: cfg.APIToken}, nil, nothing, nil
 	}
 
 	var tokens *credentials.TokensFile
 	if cfg.OrgTokensFile != "" {
 		var err error
 		if tokens, err = credentials.LoadTokensFile(cfg.OrgTokensFile); err != nil {
-			return nil, nil, nothing, err
+			return nil, nil, nil, nothing, err
 		}
 	}
 	dblog := logger.With("component", "lsdb")
 	store, err := lsdb.OpenSQLite(cfg.DBPath, lsdb.Options{Logger: dblog})
 	if err != nil {
-		return nil, nil, nothing, fmt.Errorf("open Label Studio's database: %w", err)
+		return nil, nil, nil, nothing, fmt.Errorf("open Label Studio's database: %w", err)
 	}
 	// Starting is not refused when the database is not readable yet: the
-	// backend serves, and says why each request fails, until it is.
-	pctx, cancelPing := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := store.Ping(pctx); err != nil {
-		logger.Warn("Label Studio's database cannot be read yet; predictions will fail until it can", "path", cfg.DBPath, "err", err)
-	}
-	cancelPing()
+	// backend serves, says why each request fails, and recovers by itself.
+	health := &dbCheck{db: store, log: dblog}
+	health.check(context.Background())
 	// A coarse clock keeps a cached resolution at tens of nanoseconds where
 	// reading the system clock alone costs as much.
 	clock := lru.NewCoarseClock(250 * time.Millisecond)
 	resolver := credentials.New(dbStore{store}, ex, credentials.Options{
 		CacheSize: cfg.OrgCacheSize,
 		TTL:       cfg.OrgCacheTTL,
+		Stale:     cfg.OrgCacheStale,
 		Tokens:    tokens,
 		Logger:    logger.With("component", "credentials"),
 		Now:       clock.Now,
 	})
 	watch, stopWatch := context.WithCancel(context.Background())
 	go tokens.Watch(watch, 2*time.Second, logger, func() { resolver.Invalidate(0, 0) })
+	go health.run(watch, cfg.HealthInterval)
 	logger.Info("organization middleware on", "database", cfg.DBPath, "tokens_file_organizations", tokens.Len(),
 		"fallback", static != nil)
 	closeAll := func() {
@@ -308,9 +308,9 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (imagefetch.Credent
 		store.Close()
 	}
 	if static != nil {
-		return &credentials.Fallback{Primary: resolver, Static: static, Logger: logger}, resolver, closeAll, nil
+		return &credentials.Fallback{Primary: resolver, Static: static, Logger: logger}, resolver, health.checks, closeAll, nil
 	}
-	return resolver, resolver, closeAll, nil
+	return resolver, resolver, health.checks, closeAll, nil
 }
 
 // dbStore adapts lsdb to what credentials needs.

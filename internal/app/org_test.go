@@ -421,3 +421,62 @@ func TestTokensFileCoversAnOrganizationWithoutADatabaseToken(t *testing.T) {
 		t.Errorf("with the tokens file: %d %s", code, msg)
 	}
 }
+
+// TestStartsWithTheDatabaseDown: the backend starts without Label Studio's
+// database, /health says so, and it recovers by itself once the file is
+// there.
+func TestStartsWithTheDatabaseDown(t *testing.T) {
+	f := newOrgFixture(t)
+	path := filepath.Join(t.TempDir(), "label_studio.sqlite3")
+	a := newApp(t, map[string]string{
+		"USE_ORG_MIDDLEWARE":   "true",
+		"LABEL_STUDIO_DB_PATH": path,
+		"LABEL_STUDIO_URL":     f.ls.URL,
+		"HEALTH_INTERVAL":      "50ms",
+	}, io.Discard)
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	health := func() string {
+		client := &http.Client{Timeout: time.Second} // Label Studio's health timeout
+		resp, err := client.Get(srv.URL + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h struct {
+			Checks struct{ Database struct{ Status, Error string } }
+		}
+		json.NewDecoder(resp.Body).Decode(&h)
+		return h.Checks.Database.Status + " " + h.Checks.Database.Error
+	}
+	if got := health(); !strings.HasPrefix(got, "down Database file not found at "+path) {
+		t.Errorf("health with the database missing: %q", got)
+	}
+	if code, msg := postPredict(srv.URL, orgRequest(t, 1, 0)); code != 503 || !strings.Contains(msg, "Database file not found") {
+		t.Errorf("predict with the database missing: %d %s", code, msg)
+	}
+	b, err := os.ReadFile(f.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; health() != "up "; i++ {
+		if i == 200 {
+			t.Fatalf("health still %q after the database appeared", health())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The failure was cached for a few seconds only; wait it out.
+	for i := 0; ; i++ {
+		code, msg := postPredict(srv.URL, orgRequest(t, 1, 0))
+		if code == 200 {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("predict did not recover: %d %s", code, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -72,6 +72,12 @@ type Config struct {
 	OrgCacheSize int
 	// OrgCacheTTL is how long a resolved credential is trusted.
 	OrgCacheTTL time.Duration
+	// OrgCacheStale is how long past OrgCacheTTL a credential serves
+	// while Label Studio's database is unavailable.
+	OrgCacheStale time.Duration
+	// HealthInterval is how often Label Studio's database is pinged for
+	// /health.
+	HealthInterval time.Duration
 }
 
 // DefaultDBPath is where Label Studio's data folder is mounted in the
@@ -123,6 +129,8 @@ var Settings = []Setting{
 	{Names: []string{"ORG_TOKENS_FILE"}, Doc: "JSON object mapping organization ids to tokens (legacy keys or personal access tokens), for organizations whose token cannot come from the database. Reloaded when it changes. Secret."},
 	{Names: []string{"ORG_CACHE_SIZE"}, Default: "128", Doc: "Projects (and organizations) whose credential is cached."},
 	{Names: []string{"ORG_CACHE_TTL"}, Default: "5m", Doc: "How long a resolved credential is trusted before the database is read again."},
+	{Names: []string{"HEALTH_INTERVAL"}, Default: "15s", Doc: "How often Label Studio's database is checked in the background for `/health` (`checks.database`)."},
+	{Names: []string{"ORG_CACHE_STALE"}, Default: "1h", Doc: "How long past `ORG_CACHE_TTL` a cached credential keeps serving while Label Studio's database is unavailable."},
 }
 
 // Error is a bad setting.
@@ -219,6 +227,8 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.OrgTokensFile = getenv("ORG_TOKENS_FILE")
 	c.OrgCacheSize = int(r.int("ORG_CACHE_SIZE", 128, 1, 1<<20))
 	c.OrgCacheTTL = r.duration("ORG_CACHE_TTL", 5*time.Minute)
+	c.OrgCacheStale = r.duration("ORG_CACHE_STALE", time.Hour)
+	c.HealthInterval = r.duration("HEALTH_INTERVAL", 15*time.Second)
 	if c.ONNXRuntimeLib == "" {
 		c.ONNXRuntimeLib = DefaultORTLib(getenv)
 	}

@@ -11,6 +11,7 @@ package credentials
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -68,6 +69,9 @@ const (
 	// DefaultErrorTTL is how long a failure is remembered, so that a burst
 	// of clicks on a broken project does not hammer the database.
 	DefaultErrorTTL = 5 * time.Second
+	// DefaultStale is how long past its TTL a credential keeps serving
+	// while the database is unavailable.
+	DefaultStale = time.Hour
 )
 
 // Options configure a Resolver.
@@ -75,6 +79,9 @@ type Options struct {
 	CacheSize int
 	TTL       time.Duration
 	ErrorTTL  time.Duration
+	// Stale is how long past TTL a cached credential still serves while
+	// the database is unavailable (stale-while-error).
+	Stale time.Duration
 	// Tokens is the operator's tokens file, or nil.
 	Tokens *TokensFile
 	Logger *slog.Logger
@@ -84,9 +91,11 @@ type Options struct {
 // projectEntry is a cached project: its organization and that
 // organization's credential (so a hit is one look-up), or why it failed.
 type projectEntry struct {
-	org  int64
-	cred orgEntry
-	err  error
+	org        int64
+	cred       orgEntry
+	err        error
+	freshUntil time.Time // after it, read the database again
+	staleUntil time.Time // until it, serve cred while the database is down
 }
 
 // orgEntry is a cached organization credential.
@@ -105,6 +114,9 @@ type Resolver struct {
 	tokens   *TokensFile
 	log      *slog.Logger
 	errorTTL time.Duration
+	ttl      time.Duration
+	stale    time.Duration
+	now      func() time.Time
 	projects *lru.Cache[string, projectEntry]
 	orgs     *lru.Cache[int64, orgEntry]
 	flight   singleflight.Group
@@ -122,8 +134,14 @@ func New(store Store, ex Exchanger, opts Options) *Resolver {
 	if opts.ErrorTTL <= 0 {
 		opts.ErrorTTL = DefaultErrorTTL
 	}
+	if opts.Stale <= 0 {
+		opts.Stale = DefaultStale
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	return &Resolver{
 		store:    store,
@@ -131,7 +149,11 @@ func New(store Store, ex Exchanger, opts Options) *Resolver {
 		tokens:   opts.Tokens,
 		log:      opts.Logger,
 		errorTTL: opts.ErrorTTL,
-		projects: lru.New(lru.Options[string, projectEntry]{MaxCost: int64(opts.CacheSize), TTL: opts.TTL, Now: opts.Now}),
+		ttl:      opts.TTL,
+		stale:    opts.Stale,
+		now:      opts.Now,
+		// Entries live TTL + Stale; freshUntil says when to read again.
+		projects: lru.New(lru.Options[string, projectEntry]{MaxCost: int64(opts.CacheSize), TTL: opts.TTL + opts.Stale, Now: opts.Now}),
 		orgs:     lru.New(lru.Options[int64, orgEntry]{MaxCost: int64(opts.CacheSize), TTL: opts.TTL, Now: opts.Now}),
 	}
 }
@@ -142,18 +164,21 @@ func (r *Resolver) Lookups() int64 { return r.lookups.Load() }
 // Authorization returns the Authorization value for requests to Label
 // Studio made for project, the raw "project" of a predict request.
 func (r *Resolver) Authorization(ctx context.Context, project string) (string, error) {
-	if p, ok := r.projects.Get(project); ok {
+	p, cached := r.projects.Get(project)
+	if cached {
 		if p.err != nil {
 			return "", p.err
 		}
-		if r.log.Enabled(ctx, slog.LevelDebug) {
-			r.log.Debug("credential cache hit", "project", project, "organization", p.org)
+		if r.now().Before(p.freshUntil) {
+			if r.log.Enabled(ctx, slog.LevelDebug) {
+				r.log.Debug("credential cache hit", "project", project, "organization", p.org)
+			}
+			return r.header(ctx, p.cred)
 		}
-		return r.header(ctx, p.cred)
 	}
 	r.log.Debug("credential cache miss", "project", project)
 	v, err, _ := r.flight.Do(project, func() (any, error) {
-		return r.resolve(context.WithoutCancel(ctx), project)
+		return r.resolve(context.WithoutCancel(ctx), project, p, cached)
 	})
 	if err != nil {
 		return "", err
@@ -168,18 +193,37 @@ func (r *Resolver) header(ctx context.Context, o orgEntry) (string, error) {
 	return r.ex.Header(ctx, o.token)
 }
 
-// resolve reads the database for project and fills both caches.
-func (r *Resolver) resolve(ctx context.Context, project string) (orgEntry, error) {
+// resolve reads the database for project and fills both caches. When the
+// database is unavailable and old is a credential past its TTL but within
+// its stale time, old keeps serving (stale-while-error) and the database is
+// tried again after ErrorTTL.
+func (r *Resolver) resolve(ctx context.Context, project string, old projectEntry, cached bool) (orgEntry, error) {
 	o, org, err := r.lookup(ctx, project)
+	now := r.now()
 	if err != nil {
+		if cached && old.err == nil && unavailable(err) && now.Before(old.staleUntil) {
+			r.log.Warn("Label Studio's database is unavailable; serving a cached credential",
+				"project", project, "organization", old.org, "stale_for", now.Sub(old.freshUntil).Round(time.Second), "err", err)
+			old.freshUntil = now.Add(r.errorTTL)
+			r.projects.Add(project, old, 1, old.staleUntil.Sub(now))
+			return old.cred, nil
+		}
 		r.projects.Add(project, projectEntry{err: err}, 1, r.errorTTL)
 		return orgEntry{}, err
 	}
-	r.projects.Add(project, projectEntry{org: org, cred: o}, 1, 0)
+	fresh := now.Add(r.ttl)
+	r.projects.Add(project, projectEntry{org: org, cred: o, freshUntil: fresh, staleUntil: fresh.Add(r.stale)}, 1, 0)
 	r.orgs.Add(org, o, 1, 0)
 	r.log.Debug(fmt.Sprintf("Using dynamic credentials for project %s (organization %d)", project, org),
 		"source", o.source, "user", o.user)
 	return o, nil
+}
+
+// unavailable reports whether err means the database could not be read at
+// all (as opposed to a project that is not there): such errors carry 503.
+func unavailable(err error) bool {
+	var se interface{ HTTPStatus() int }
+	return errors.As(err, &se) && se.HTTPStatus() == http.StatusServiceUnavailable
 }
 
 func (r *Resolver) lookup(ctx context.Context, project string) (orgEntry, int64, error) {

@@ -343,3 +343,66 @@ func BenchmarkCachedResolution(b *testing.B) {
 		}
 	}
 }
+
+type unavailableErr struct{}
+
+func (unavailableErr) Error() string   { return "Database file not found at /x/label_studio.sqlite3" }
+func (unavailableErr) HTTPStatus() int { return 503 }
+
+// TestStaleWhileError: while the database is down, a cached credential
+// keeps serving past its TTL (up to Stale), retrying the database only every
+// ErrorTTL; a project never cached gets the database's 503.
+func TestStaleWhileError(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	st := twoOrgs()
+	var buf bytes.Buffer
+	r := credentials.New(st, &fakeExchanger{}, credentials.Options{
+		TTL: time.Minute, ErrorTTL: 5 * time.Second, Stale: time.Hour,
+		Now: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(&buf, nil)),
+	})
+	ctx := context.Background()
+	if h, err := r.Authorization(ctx, "1"); err != nil || h != "Token "+keyA {
+		t.Fatalf("warm-up: %q, %v", h, err)
+	}
+	st.mu.Lock()
+	st.err = unavailableErr{}
+	st.mu.Unlock()
+
+	now = now.Add(2 * time.Minute) // past the TTL: the database is read, and is down
+	if h, err := r.Authorization(ctx, "1"); err != nil || h != "Token "+keyA {
+		t.Errorf("database down, credential stale: %q, %v; want the cached credential", h, err)
+	}
+	before := st.lookups.Load()
+	now = now.Add(time.Second)
+	r.Authorization(ctx, "1")
+	if st.lookups.Load() != before {
+		t.Error("the database was tried again within ErrorTTL")
+	}
+	now = now.Add(10 * time.Second)
+	r.Authorization(ctx, "1")
+	if st.lookups.Load() != before+1 {
+		t.Error("the database was not tried again after ErrorTTL")
+	}
+	if !strings.Contains(buf.String(), "serving a cached credential") {
+		t.Errorf("no warning logged:\n%s", buf.String())
+	}
+
+	_, err := r.Authorization(ctx, "2") // never cached
+	var se interface{ HTTPStatus() int }
+	if !errors.As(err, &se) || se.HTTPStatus() != 503 || !strings.Contains(err.Error(), "Database file not found") {
+		t.Errorf("uncached project while down: %v, want the database's 503", err)
+	}
+
+	now = now.Add(2 * time.Hour) // past TTL + Stale
+	if _, err := r.Authorization(ctx, "1"); err == nil {
+		t.Error("a credential older than TTL + Stale still served")
+	}
+
+	st.mu.Lock()
+	st.err = nil
+	st.mu.Unlock()
+	now = now.Add(10 * time.Second)
+	if h, err := r.Authorization(ctx, "1"); err != nil || h != "Token "+keyA {
+		t.Errorf("after recovery: %q, %v", h, err)
+	}
+}

@@ -12,7 +12,16 @@ import (
 // handleHealth answers with fields fixed at start-up, so it stays fast
 // however busy inference is.
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	writeRaw(w, http.StatusOK, s.health)
+	if s.cfg.Checks == nil {
+		writeRaw(w, http.StatusOK, s.health)
+		return
+	}
+	body := make(map[string]any, len(s.fields)+1)
+	for k, v := range s.fields {
+		body[k] = v
+	}
+	body["checks"] = s.cfg.Checks()
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (s *Server) handleSetup(w http.ResponseWriter, r *http.Request) {

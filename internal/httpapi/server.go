@@ -39,6 +39,10 @@ type Config struct {
 	// Health holds extra /health fields, such as {"model": "demo"}. They are
 	// fixed at start-up: /health does no work.
 	Health map[string]any
+	// Checks, if set, returns the latest results of background health
+	// checks, shown under "checks". It must not block: /health answers
+	// within Label Studio's 1 s however busy the backend is.
+	Checks func() map[string]any
 	// BasicAuthUser and BasicAuthPass turn on basic auth when both are set.
 	BasicAuthUser, BasicAuthPass string
 	// AdminToken enables the admin route; "" disables it (404).
@@ -56,6 +60,7 @@ type Server struct {
 	invalidator Invalidator
 	log         *slog.Logger
 	health      []byte
+	fields      map[string]any
 	handler     http.Handler
 }
 
@@ -75,7 +80,7 @@ func New(cfg Config, p Predictor, inv Invalidator) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode health: %w", err)
 	}
-	s := &Server{cfg: cfg, predictor: p, invalidator: inv, log: cfg.Logger, health: health}
+	s := &Server{cfg: cfg, predictor: p, invalidator: inv, log: cfg.Logger, health: health, fields: fields}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.handler = mux

@@ -327,3 +327,19 @@ func TestNonASCIILabelsAreEscapedLikeFlask(t *testing.T) {
 		t.Errorf("rle not an array of numbers: %s", body)
 	}
 }
+
+func TestHealthShowsChecks(t *testing.T) {
+	checks := map[string]any{"database": map[string]any{"status": "down", "error": "Database file not found at /x"}}
+	ts := newServer(t, httpapi.Config{Checks: func() map[string]any { return checks }}, noResults, nil)
+	_, body := do(t, "GET", ts.URL+"/health", nil, nil)
+	var h struct {
+		Status string
+		Checks map[string]map[string]string
+	}
+	if err := json.Unmarshal(body, &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Status != "UP" || h.Checks["database"]["status"] != "down" {
+		t.Errorf("health %s", body)
+	}
+}
