@@ -444,7 +444,9 @@ func TestStartsWithTheDatabaseDown(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		var h struct {
-			Checks struct{ Database struct{ Status, Error string } }
+			Checks struct {
+				Database struct{ Status, Error string }
+			}
 		}
 		json.NewDecoder(resp.Body).Decode(&h)
 		return h.Checks.Database.Status + " " + h.Checks.Database.Error
