@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sam-ml-backend/sam-ml-backend/internal/config"
@@ -86,15 +87,16 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 	logger.Info("model loaded", "model", kind, "encoder_layout", model.Layout(), "onnxruntime", ortVersion, "model_version", modelVersion)
 	logSettings(logger, cfg)
 
-	creds, inv, checks, closeCreds, err := newCredentials(cfg, logger)
+	cs, err := newCredentials(cfg, logger)
 	if err != nil {
 		model.Close()
 		return nil, err
 	}
+	closeCreds := sync.OnceFunc(cs.close)
 	fetcher, err := imagefetch.New(imagefetch.Config{
 		LabelStudio:    cfg.LabelStudioURL,
 		LocalFilesRoot: cfg.LocalFilesRoot,
-		Credentials:    creds,
+		Credentials:    cs.source,
 		MaxBytes:       cfg.MaxImageBytes,
 		MaxPixels:      cfg.MaxImagePixels,
 		Timeout:        cfg.FetchTimeout,
@@ -109,7 +111,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 	if cacheBytes == 0 {
 		cacheBytes = -1 // EMBEDDING_CACHE_MB=0 turns the cache off
 	}
-	svc := predict.New(images{fetcher}, model, predict.Options{
+	svc := predict.New(images{fetcher, cs.scope}, model, predict.Options{
 		ModelVersion:       modelVersion,
 		CacheBytes:         cacheBytes,
 		EncoderConcurrency: cfg.EncoderConcurrency,
@@ -123,13 +125,13 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 			"onnxruntime":    ortVersion,
 			"version":        version,
 		},
-		Checks:          checks,
+		Checks:          cs.checks,
 		BasicAuthUser:   cfg.BasicAuthUser,
 		BasicAuthPass:   cfg.BasicAuthPass,
 		AdminToken:      cfg.AdminToken,
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		Logger:          logger,
-	}, svc, inv)
+	}, svc, cs.inv)
 	if err != nil {
 		closeCreds()
 		model.Close()
@@ -145,10 +147,11 @@ func (a *App) Handler() http.Handler { return a.handler }
 // models. If the work does not finish in time the models are left open:
 // freeing them under a running session would crash the process.
 func (a *App) Close(ctx context.Context) error {
-	if err := a.Service.Close(ctx); err != nil {
+	err := a.Service.Close(ctx)
+	a.closeCreds()
+	if err != nil {
 		return err
 	}
-	a.closeCreds()
 	return a.model.Close()
 }
 
@@ -248,39 +251,51 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
+// credSetup is how image requests to Label Studio are authenticated.
+type credSetup struct {
+	source imagefetch.Credentials // nil: no credential
+	inv    httpapi.Invalidator    // for the admin route; nil: nothing to forget
+	checks func() map[string]any  // background health results; nil: none
+	// scope names the tenant of a project for the embedding cache; nil
+	// with a single credential.
+	scope func(ctx context.Context, project string) (string, error)
+	close func()
+}
+
 // newCredentials builds what authenticates image requests to Label Studio:
 // the organization middleware (with the static credential, if any, as its
-// fallback), or the static credential alone, or nothing. The returned func
-// releases the database and stops watching the tokens file.
-func newCredentials(cfg *config.Config, logger *slog.Logger) (imagefetch.Credentials, httpapi.Invalidator, func() map[string]any, func(), error) {
-	nothing := func() {}
+// fallback), or the static credential alone, or nothing.
+func newCredentials(cfg *config.Config, logger *slog.Logger) (credSetup, error) {
+	cs := credSetup{close: func() {}}
 	var ex *lsauth.Exchanger
 	if cfg.LabelStudioURL != nil {
 		ex = lsauth.NewExchanger(cfg.LabelStudioURL, &http.Client{Timeout: cfg.FetchTimeout}, time.Now)
 	}
 	var static *lsauth.Static
+	var staticInv httpapi.Invalidator
 	if cfg.APIToken != "" {
 		static = lsauth.NewStatic(cfg.APIToken, ex)
+		staticInv = staticInvalidator{ex: ex, token: cfg.APIToken}
 		logger.Info("static Label Studio credential configured", "kind", tokenKind(cfg.APIToken))
 	}
 	if !cfg.UseOrgMiddleware {
-		if static == nil {
-			return nil, nil, nil, nothing, nil
+		if static != nil {
+			cs.source, cs.inv = static, staticInv
 		}
-		return static, staticInvalidator{ex: ex, token: cfg.APIToken}, nil, nothing, nil
+		return cs, nil
 	}
 
 	var tokens *credentials.TokensFile
 	if cfg.OrgTokensFile != "" {
 		var err error
 		if tokens, err = credentials.LoadTokensFile(cfg.OrgTokensFile); err != nil {
-			return nil, nil, nil, nothing, err
+			return cs, err
 		}
 	}
 	dblog := logger.With("component", "lsdb")
 	store, err := lsdb.OpenSQLite(cfg.DBPath, lsdb.Options{Logger: dblog})
 	if err != nil {
-		return nil, nil, nil, nothing, fmt.Errorf("open Label Studio's database: %w", err)
+		return cs, fmt.Errorf("open Label Studio's database: %w", err)
 	}
 	// Starting is not refused when the database is not readable yet: the
 	// backend serves, says why each request fails, and recovers by itself.
@@ -297,20 +312,41 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (imagefetch.Credent
 		Logger:    logger.With("component", "credentials"),
 		Now:       clock.Now,
 	})
-	watch, stopWatch := context.WithCancel(context.Background())
-	go tokens.Watch(watch, 2*time.Second, logger, func() { resolver.Invalidate(0, 0) })
-	go health.run(watch, cfg.HealthInterval)
+	bg, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	if tokens != nil {
+		wg.Go(func() { tokens.Watch(bg, 2*time.Second, logger, func() { resolver.Invalidate(0, 0) }) })
+	}
+	wg.Go(func() { health.run(bg, cfg.HealthInterval) })
 	logger.Info("organization middleware on", "database", cfg.DBPath, "tokens_file_organizations", tokens.Len(),
 		"fallback", static != nil)
-	closeAll := func() {
-		stopWatch()
+
+	cs.source, cs.inv, cs.checks = resolver, resolver, health.checks
+	cs.scope = func(ctx context.Context, project string) (string, error) {
+		org, err := resolver.Organization(ctx, project)
+		if err != nil {
+			return "", err
+		}
+		return "org" + strconv.FormatInt(org, 10), nil
+	}
+	if static != nil {
+		cs.source = &credentials.Fallback{Primary: resolver, Static: static, StaticName: cfg.APITokenName, Logger: logger}
+		cs.inv = invalidators{resolver, staticInv}
+		orgScope := cs.scope
+		cs.scope = func(ctx context.Context, project string) (string, error) {
+			if tenant, err := orgScope(ctx, project); err == nil {
+				return tenant, nil
+			}
+			return "static", nil // the fetch falls back to the static token too
+		}
+	}
+	cs.close = func() {
+		stop()
+		wg.Wait()
 		clock.Stop()
 		store.Close()
 	}
-	if static != nil {
-		return &credentials.Fallback{Primary: resolver, Static: static, Logger: logger}, resolver, health.checks, closeAll, nil
-	}
-	return resolver, resolver, health.checks, closeAll, nil
+	return cs, nil
 }
 
 // dbStore adapts lsdb to what credentials needs.
@@ -338,15 +374,26 @@ func (d dbStore) Lookup(ctx context.Context, projectID int64) (credentials.Facts
 	}, nil
 }
 
-// images adapts the fetcher to what predict needs.
-type images struct{ f *imagefetch.Fetcher }
+// images adapts the fetcher to what predict needs. With the organization
+// middleware, scope prefixes cache keys with the project's organization.
+type images struct {
+	f     *imagefetch.Fetcher
+	scope func(ctx context.Context, project string) (string, error)
+}
 
-func (i images) Key(ref string, taskID int64) (string, error) {
+func (i images) Key(ctx context.Context, ref string, taskID int64, project string) (string, error) {
 	loc, err := i.f.Resolve(ref, taskID)
 	if err != nil {
 		return "", err
 	}
-	return loc.Key(), nil
+	if i.scope == nil {
+		return loc.Key(), nil
+	}
+	tenant, err := i.scope(ctx, project)
+	if err != nil {
+		return "", err
+	}
+	return tenant + "/" + loc.Key(), nil
 }
 
 func (i images) Fetch(ctx context.Context, ref string, taskID int64, project string) (image.Image, error) {
@@ -355,6 +402,17 @@ func (i images) Fetch(ctx context.Context, ref string, taskID int64, project str
 		return nil, err
 	}
 	return i.f.Fetch(ctx, loc, project)
+}
+
+// invalidators passes an invalidation to each of several caches.
+type invalidators []httpapi.Invalidator
+
+func (is invalidators) Invalidate(project, organization int64) int {
+	n := 0
+	for _, i := range is {
+		n += i.Invalidate(project, organization)
+	}
+	return n
 }
 
 // staticInvalidator forgets the access token a static personal access token

@@ -91,7 +91,7 @@ func BenchmarkSecondClick1920x1080(b *testing.B) {
 	}
 	defer model.Close()
 	var totals stageTotals
-	svc := predict.New(images{fetcher}, model, predict.Options{Observe: totals.observe, Logger: slog.New(slog.DiscardHandler)})
+	svc := predict.New(images{f: fetcher}, model, predict.Options{Observe: totals.observe, Logger: slog.New(slog.DiscardHandler)})
 	h, err := httpapi.New(httpapi.Config{ModelVersion: DemoModelVersion}, svc, nil)
 	if err != nil {
 		b.Fatal(err)

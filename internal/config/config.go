@@ -27,6 +27,8 @@ type Config struct {
 	// APIToken is the static credential: a legacy key or a personal
 	// access token. Secret.
 	APIToken string
+	// APITokenName is the variable APIToken came from.
+	APITokenName string
 	// LocalFilesRoot is Label Studio's LOCAL_FILES_DOCUMENT_ROOT as mounted
 	// here; "" when not mounted.
 	LocalFilesRoot string
@@ -190,7 +192,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		c.LabelStudioURL = r.labelStudioURL(urlName, rawURL)
 	}
 	tokenName, token := r.firstNamed("LABEL_STUDIO_ACCESS_TOKEN", "LABEL_STUDIO_API_KEY")
-	c.APIToken = token
+	c.APIToken, c.APITokenName = token, tokenName
 	if token != "" && rawURL == "" {
 		r.fail("LABEL_STUDIO_URL", "", false, "is needed with "+tokenName+": it says where the token may be sent")
 	}

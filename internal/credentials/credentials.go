@@ -4,7 +4,7 @@
 // and dropped again when Label Studio refuses it.
 //
 // Resolution runs project → organization → user → token. A cached answer
-// costs two map look-ups; a burst of misses for one project makes a single
+// is one map look-up; a burst of misses for one project makes a single
 // database look-up; failures are cached only briefly. A token never appears
 // in an error or a log line.
 package credentials
@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +42,18 @@ type Facts struct {
 	LegacyEnabled bool
 }
 
+// String describes f without its token, so that printing Facts is safe.
+func (f Facts) String() string {
+	return fmt.Sprintf("project %d (created %d): organization %d, user %d (%s), token [redacted], legacy tokens enabled: %t",
+		f.ProjectID, f.ProjectCreatedAt, f.OrganizationID, f.UserID, f.UserSource, f.LegacyEnabled)
+}
+
+// GoString is String, so that %#v hides the token too.
+func (f Facts) GoString() string { return f.String() }
+
+// LogValue implements slog.LogValuer without the token.
+func (f Facts) LogValue() slog.Value { return slog.StringValue(f.String()) }
+
 // Store looks up a project's credential facts in Label Studio's database.
 // When the project is found but yields no usable user or token, Lookup
 // returns the facts it has (at least the organization) with the error, so
@@ -51,17 +62,19 @@ type Store interface {
 	Lookup(ctx context.Context, projectID int64) (Facts, error)
 }
 
-// Exchanger turns a token into an Authorization value: "Token <key>" for a
-// legacy key, "Bearer <access>" for a personal access token.
+// Exchanger turns a personal access token into a "Bearer <access>"
+// Authorization value, caching the access token.
 type Exchanger interface {
 	Header(ctx context.Context, token string) (string, error)
+	// Forget drops the cached access token of a PAT.
 	Forget(token string)
+	// ForgetHeader drops it only if header is the one cached.
+	ForgetHeader(token, header string)
 }
 
 // Defaults for Options.
 const (
-	// DefaultCacheSize is the number of projects, and of organizations,
-	// kept.
+	// DefaultCacheSize is the number of projects whose credential is kept.
 	DefaultCacheSize = 128
 	// DefaultTTL is how long a resolved credential is trusted before the
 	// database is read again.
@@ -72,38 +85,47 @@ const (
 	// DefaultStale is how long past its TTL a credential keeps serving
 	// while the database is unavailable.
 	DefaultStale = time.Hour
+	// lookupTimeout bounds a database look-up that outlives the request
+	// that started it (others may be waiting on it).
+	lookupTimeout = 30 * time.Second
 )
 
-// Options configure a Resolver.
+// Options configure a Resolver. Zero values take the defaults.
 type Options struct {
+	// CacheSize is the number of projects whose credential is cached.
 	CacheSize int
-	TTL       time.Duration
-	ErrorTTL  time.Duration
+	// TTL is how long a resolved credential is trusted.
+	TTL time.Duration
+	// ErrorTTL is how long a failure is remembered.
+	ErrorTTL time.Duration
 	// Stale is how long past TTL a cached credential still serves while
 	// the database is unavailable (stale-while-error).
 	Stale time.Duration
 	// Tokens is the operator's tokens file, or nil.
 	Tokens *TokensFile
+	// Logger receives resolutions (DEBUG) and problems; nil discards.
 	Logger *slog.Logger
-	Now    func() time.Time
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
-// projectEntry is a cached project: its organization and that
-// organization's credential (so a hit is one look-up), or why it failed.
-type projectEntry struct {
-	org        int64
-	cred       orgEntry
-	err        error
-	freshUntil time.Time // after it, read the database again
-	staleUntil time.Time // until it, serve cred while the database is down
-}
-
-// orgEntry is a cached organization credential.
-type orgEntry struct {
-	token  string // legacy key or PAT
+// cred is an organization's credential.
+type cred struct {
+	token  string // legacy key or PAT; secret
 	header string // "Token <key>" for a legacy key; "" for a PAT, which the exchanger serves
 	source string // "database" or "tokens file", for logs
 	user   int64
+}
+
+// projectEntry is a cached project: its organization and that
+// organization's credential, so that a hit is one look-up, or why it
+// failed.
+type projectEntry struct {
+	org        int64 // 0 when unknown (a failure before the organization was found)
+	cred       cred
+	err        error
+	freshUntil time.Time // after it, read the database again
+	staleUntil time.Time // until it, serve cred while the database is down
 }
 
 // Resolver implements imagefetch.Credentials for the organization
@@ -118,9 +140,10 @@ type Resolver struct {
 	stale    time.Duration
 	now      func() time.Time
 	projects *lru.Cache[string, projectEntry]
-	orgs     *lru.Cache[int64, orgEntry]
 	flight   singleflight.Group
-	lookups  atomic.Int64
+	// epoch counts invalidations; a look-up that started before one does
+	// not write its (possibly outdated) answer to the cache.
+	epoch atomic.Int64
 }
 
 // New returns a Resolver.
@@ -154,69 +177,95 @@ func New(store Store, ex Exchanger, opts Options) *Resolver {
 		now:      opts.Now,
 		// Entries live TTL + Stale; freshUntil says when to read again.
 		projects: lru.New(lru.Options[string, projectEntry]{MaxCost: int64(opts.CacheSize), TTL: opts.TTL + opts.Stale, Now: opts.Now}),
-		orgs:     lru.New(lru.Options[int64, orgEntry]{MaxCost: int64(opts.CacheSize), TTL: opts.TTL, Now: opts.Now}),
 	}
 }
-
-// Lookups returns how many database look-ups the Resolver made.
-func (r *Resolver) Lookups() int64 { return r.lookups.Load() }
 
 // Authorization returns the Authorization value for requests to Label
 // Studio made for project, the raw "project" of a predict request.
 func (r *Resolver) Authorization(ctx context.Context, project string) (string, error) {
+	p, err := r.entry(ctx, project)
+	if err != nil {
+		return "", err
+	}
+	if p.cred.header != "" {
+		return p.cred.header, nil
+	}
+	return r.ex.Header(ctx, p.cred.token)
+}
+
+// Organization returns the id of the organization that owns project, from
+// the cache when it can.
+func (r *Resolver) Organization(ctx context.Context, project string) (int64, error) {
+	p, err := r.entry(ctx, project)
+	return p.org, err
+}
+
+// entry returns the project's cached entry while it is fresh, or resolves
+// it: once for any number of concurrent callers.
+func (r *Resolver) entry(ctx context.Context, project string) (projectEntry, error) {
 	p, cached := r.projects.Get(project)
 	if cached {
 		if p.err != nil {
-			return "", p.err
+			return projectEntry{}, p.err
 		}
 		if r.now().Before(p.freshUntil) {
 			if r.log.Enabled(ctx, slog.LevelDebug) {
 				r.log.Debug("credential cache hit", "project", project, "organization", p.org)
 			}
-			return r.header(ctx, p.cred)
+			return p, nil
 		}
 	}
 	r.log.Debug("credential cache miss", "project", project)
-	v, err, _ := r.flight.Do(project, func() (any, error) {
-		return r.resolve(context.WithoutCancel(ctx), project, p, cached)
+	ch := r.flight.DoChan(project, func() (any, error) {
+		// The look-up serves every waiter, so the first one's leaving
+		// must not cancel it; it is bounded on its own.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		defer cancel()
+		return r.resolve(lctx, project, p, cached)
 	})
-	if err != nil {
-		return "", err
+	select {
+	case <-ctx.Done():
+		return projectEntry{}, fmt.Errorf("wait for the credential of project %s: %w", ls.ClipText(project), context.Cause(ctx))
+	case res := <-ch:
+		if res.Err != nil {
+			return projectEntry{}, res.Err
+		}
+		return res.Val.(projectEntry), nil
 	}
-	return r.header(ctx, v.(orgEntry))
 }
 
-func (r *Resolver) header(ctx context.Context, o orgEntry) (string, error) {
-	if o.header != "" {
-		return o.header, nil
-	}
-	return r.ex.Header(ctx, o.token)
-}
-
-// resolve reads the database for project and fills both caches. When the
+// resolve reads the database for project and caches the answer. When the
 // database is unavailable and old is a credential past its TTL but within
 // its stale time, old keeps serving (stale-while-error) and the database is
 // tried again after ErrorTTL.
-func (r *Resolver) resolve(ctx context.Context, project string, old projectEntry, cached bool) (orgEntry, error) {
-	o, org, err := r.lookup(ctx, project)
+func (r *Resolver) resolve(ctx context.Context, project string, old projectEntry, cached bool) (projectEntry, error) {
+	epoch := r.epoch.Load()
+	c, org, err := r.lookup(ctx, project)
 	now := r.now()
+	current := r.epoch.Load() == epoch // no invalidation meanwhile
 	if err != nil {
 		if cached && old.err == nil && unavailable(err) && now.Before(old.staleUntil) {
 			r.log.Warn("Label Studio's database is unavailable; serving a cached credential",
 				"project", project, "organization", old.org, "stale_for", now.Sub(old.freshUntil).Round(time.Second), "err", err)
 			old.freshUntil = now.Add(r.errorTTL)
-			r.projects.Add(project, old, 1, old.staleUntil.Sub(now))
-			return old.cred, nil
+			if current {
+				r.projects.Add(project, old, 1, old.staleUntil.Sub(now))
+			}
+			return old, nil
 		}
-		r.projects.Add(project, projectEntry{err: err}, 1, r.errorTTL)
-		return orgEntry{}, err
+		if current {
+			r.projects.Add(project, projectEntry{org: org, err: err}, 1, r.errorTTL)
+		}
+		return projectEntry{}, err
 	}
 	fresh := now.Add(r.ttl)
-	r.projects.Add(project, projectEntry{org: org, cred: o, freshUntil: fresh, staleUntil: fresh.Add(r.stale)}, 1, 0)
-	r.orgs.Add(org, o, 1, 0)
+	e := projectEntry{org: org, cred: c, freshUntil: fresh, staleUntil: fresh.Add(r.stale)}
+	if current {
+		r.projects.Add(project, e, 1, 0)
+	}
 	r.log.Debug(fmt.Sprintf("Using dynamic credentials for project %s (organization %d)", project, org),
-		"source", o.source, "user", o.user)
-	return o, nil
+		"source", c.source, "user", c.user)
+	return e, nil
 }
 
 // unavailable reports whether err means the database could not be read at
@@ -226,54 +275,63 @@ func unavailable(err error) bool {
 	return errors.As(err, &se) && se.HTTPStatus() == http.StatusServiceUnavailable
 }
 
-func (r *Resolver) lookup(ctx context.Context, project string) (orgEntry, int64, error) {
+// lookup resolves project to its organization and credential. The
+// organization is returned with an error too, when it is known.
+func (r *Resolver) lookup(ctx context.Context, project string) (cred, int64, error) {
 	ref, err := ls.ParseProjectRef(project)
 	if err != nil {
-		return orgEntry{}, 0, &Error{Status: http.StatusBadRequest, Msg: err.Error()}
+		return cred{}, 0, &Error{Status: http.StatusBadRequest, Msg: err.Error()}
 	}
-	r.lookups.Add(1)
 	facts, err := r.store.Lookup(ctx, ref.ID)
-	if facts.OrganizationID == 0 {
+	org := facts.OrganizationID
+	if org == 0 {
 		if err == nil {
 			err = &Error{Status: http.StatusBadGateway, Msg: fmt.Sprintf("project %d has no organization in Label Studio's database", ref.ID)}
 		}
-		return orgEntry{}, 0, err
+		return cred{}, 0, err
 	}
 	if ref.HasCreatedAt && facts.ProjectCreatedAt != ref.CreatedAt {
-		return orgEntry{}, 0, &Error{Status: http.StatusConflict, Msg: fmt.Sprintf(
+		return cred{}, org, &Error{Status: http.StatusConflict, Msg: fmt.Sprintf(
 			"project %d in Label Studio's database was created at %d, but Label Studio's request says %d: the database was reset, or it belongs to another Label Studio instance (check LABEL_STUDIO_DB_PATH)",
 			ref.ID, facts.ProjectCreatedAt, ref.CreatedAt)}
 	}
-	org := facts.OrganizationID
 	if tok, ok := r.tokens.Lookup(org); ok {
-		return credential(tok, "tokens file", 0), org, nil
+		return newCred(tok, "tokens file", 0), org, nil
 	}
 	if err != nil {
-		return orgEntry{}, 0, err
+		return cred{}, org, err
 	}
 	if facts.Token == "" {
-		return orgEntry{}, 0, &Error{Status: http.StatusBadGateway, Msg: fmt.Sprintf("No auth token found for user %d in organization %d", facts.UserID, org)}
+		return cred{}, org, &Error{Status: http.StatusBadGateway, Msg: fmt.Sprintf("No auth token found for user %d in organization %d", facts.UserID, org)}
 	}
 	if !facts.LegacyEnabled {
-		return orgEntry{}, 0, &LegacyDisabledError{Organization: org, User: facts.UserID}
+		return cred{}, org, &LegacyDisabledError{Organization: org, User: facts.UserID}
 	}
-	return credential(facts.Token, "database", facts.UserID), org, nil
+	return newCred(facts.Token, "database", facts.UserID), org, nil
 }
 
-func credential(token, source string, user int64) orgEntry {
-	o := orgEntry{token: token, source: source, user: user}
+func newCred(token, source string, user int64) cred {
+	c := cred{token: token, source: source, user: user}
 	if !lsauth.IsJWT(token) {
-		o.header = "Token " + token
+		c.header = "Token " + token
 	}
-	return o
+	return c
 }
 
 // Rejected drops the credential behind header after Label Studio refused
 // it, so the next Authorization reads the database again: that is how a
-// rotated token is picked up.
+// rotated token is picked up. A header that is not the one cached (a late
+// answer to an older request, or another source's) changes nothing.
 func (r *Resolver) Rejected(project, header string) {
 	p, ok := r.projects.Get(project)
 	if !ok || p.err != nil {
+		return
+	}
+	if p.cred.header == "" { // a PAT: forget its access token if it is this one
+		r.ex.ForgetHeader(p.cred.token, header)
+		return
+	}
+	if p.cred.header != header {
 		return
 	}
 	r.dropOrg(p.org)
@@ -283,15 +341,25 @@ func (r *Resolver) Rejected(project, header string) {
 // dropOrg forgets an organization's credential and every project that
 // used it, and returns how many entries it dropped.
 func (r *Resolver) dropOrg(org int64) int {
-	n := r.projects.RemoveFunc(func(_ string, p projectEntry) bool {
-		if p.org == org && p.err == nil {
-			r.ex.Forget(p.cred.token)
-			return true
+	return r.drop(func(_ string, p projectEntry) bool { return p.org == org })
+}
+
+// drop removes the matching entries, forgets their access tokens (outside
+// the cache's lock) and makes look-ups under way discard their answers.
+func (r *Resolver) drop(match func(string, projectEntry) bool) int {
+	r.epoch.Add(1)
+	var tokens []string
+	n := r.projects.RemoveFunc(func(k string, p projectEntry) bool {
+		if !match(k, p) {
+			return false
 		}
-		return false
+		if p.err == nil && p.cred.header == "" {
+			tokens = append(tokens, p.cred.token)
+		}
+		return true
 	})
-	if r.orgs.Remove(org) {
-		n++
+	for _, t := range tokens {
+		r.ex.Forget(t)
 	}
 	return n
 }
@@ -299,30 +367,30 @@ func (r *Resolver) dropOrg(org int64) int {
 // Invalidate drops cached credentials: of one project, of one organization,
 // or (both zero) all. It returns how many entries it dropped.
 func (r *Resolver) Invalidate(project, organization int64) int {
-	n := 0
 	switch {
 	case project != 0:
-		prefix := strconv.FormatInt(project, 10)
-		n = r.projects.RemoveFunc(func(k string, _ projectEntry) bool {
-			return k == prefix || len(k) > len(prefix) && k[:len(prefix)] == prefix && k[len(prefix)] == '.'
+		return r.drop(func(k string, _ projectEntry) bool {
+			ref, err := ls.ParseProjectRef(k)
+			return err == nil && ref.ID == project
 		})
 	case organization != 0:
-		n = r.dropOrg(organization)
-	default:
-		n = r.projects.Len() + r.orgs.Len()
-		r.orgs.RemoveFunc(func(_ int64, o orgEntry) bool { r.ex.Forget(o.token); return true })
-		r.projects.Clear()
+		return r.dropOrg(organization)
 	}
-	return n
+	return r.drop(func(string, projectEntry) bool { return true })
 }
 
 // Error is a resolution failure whose message is safe to show.
 type Error struct {
+	// Status is the HTTP status to answer with.
 	Status int
-	Msg    string
+	// Msg says what went wrong.
+	Msg string
 }
 
-func (e *Error) Error() string   { return e.Msg }
+// Error returns Msg.
+func (e *Error) Error() string { return e.Msg }
+
+// HTTPStatus returns Status.
 func (e *Error) HTTPStatus() int { return e.Status }
 
 // LegacyDisabledError reports that the organization's only credential in
@@ -331,6 +399,7 @@ type LegacyDisabledError struct {
 	Organization, User int64
 }
 
+// Error names both ways out.
 func (e *LegacyDisabledError) Error() string {
 	return fmt.Sprintf("legacy API tokens are disabled for organization %d, so the token of user %d cannot be used: "+
 		"enable legacy tokens for that organization in Label Studio (Organization → Settings → Access Token Settings), "+

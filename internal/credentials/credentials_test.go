@@ -63,6 +63,12 @@ func (f *fakeExchanger) Header(ctx context.Context, token string) (string, error
 	return "Bearer access-of-" + token, nil
 }
 
+func (f *fakeExchanger) ForgetHeader(token, header string) {
+	if header == "Bearer access-of-"+token {
+		f.Forget(token)
+	}
+}
+
 func (f *fakeExchanger) Forget(token string) {
 	f.mu.Lock()
 	f.forgotten = append(f.forgotten, token)
@@ -233,23 +239,24 @@ func TestTokensFile(t *testing.T) {
 		defer cancel()
 		changed := make(chan struct{}, 1)
 		go tf.Watch(ctx, time.Second, slog.New(slog.DiscardHandler), func() { changed <- struct{}{} })
-		if err := os.WriteFile(path, []byte(`{"30": "legacy-key-for-30", "40": "legacy-key-for-40"}`), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		// Make sure the stamp differs even within one mtime tick.
-		time.Sleep(2 * time.Second)
-		synctest.Wait()
-		select {
-		case <-changed:
-		default:
-			t.Fatal("the change was not picked up")
-		}
-		if tok, _ := tf.Lookup(40); tok != "legacy-key-for-40" {
-			t.Errorf("Lookup(40) = %q after reload", tok)
+		for _, v := range []string{"legacy-key-for-40", "legacy-key-for-41"} { // the second rewrite keeps the size
+			if err := os.WriteFile(path, []byte(`{"30": "legacy-key-for-30", "40": "`+v+`"}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Second)
+			synctest.Wait()
+			select {
+			case <-changed:
+			default:
+				t.Fatalf("the change to %s was not picked up", v)
+			}
+			if tok, _ := tf.Lookup(40); tok != v {
+				t.Errorf("Lookup(40) = %q after reload, want %q", tok, v)
+			}
 		}
 	})
 
-	for _, bad := range []string{`[]`, `{"x": "abcdefgh"}`, `{"3": ""}`, `{"3": "` + pat} {
+	for _, bad := range []string{`[]`, `{"x": "abcdefgh"}`, `{"3": ""}`, `{"3": "` + pat, `{"` + pat + `": "3"}`} {
 		os.WriteFile(path, []byte(bad), 0o600)
 		_, err := credentials.LoadTokensFile(path)
 		if err == nil {
@@ -275,11 +282,16 @@ func TestInvalidate(t *testing.T) {
 	if got := st.lookups.Load(); got != 4 {
 		t.Errorf("look-ups %d, want 4 (project 1 read again)", got)
 	}
-	if n := r.Invalidate(0, 10); n != 3 { // projects 1 and 3, and organization 10
-		t.Errorf("Invalidate(org 10) dropped %d, want 3", n)
+	if n := r.Invalidate(0, 10); n != 2 { // projects 1 and 3
+		t.Errorf("Invalidate(org 10) dropped %d, want 2", n)
 	}
-	if n := r.Invalidate(0, 0); n == 0 {
-		t.Error("Invalidate(all) dropped nothing")
+	if n := r.Invalidate(0, 0); n != 1 { // project 2
+		t.Errorf("Invalidate(all) dropped %d, want 1", n)
+	}
+	before := st.lookups.Load()
+	r.Authorization(ctx, "2")
+	if st.lookups.Load() != before+1 {
+		t.Error("project 2 was not read again after Invalidate(all)")
 	}
 }
 
@@ -313,9 +325,10 @@ func (s staticSource) Rejected(string, string)                               {}
 func TestFallbackToStatic(t *testing.T) {
 	var buf bytes.Buffer
 	f := &credentials.Fallback{
-		Primary: credentials.New(twoOrgs(), &fakeExchanger{}, credentials.Options{}),
-		Static:  staticSource("Token static-key"),
-		Logger:  slog.New(slog.NewTextHandler(&buf, nil)),
+		Primary:    credentials.New(twoOrgs(), &fakeExchanger{}, credentials.Options{}),
+		Static:     staticSource("Token static-key"),
+		StaticName: "LABEL_STUDIO_API_KEY",
+		Logger:     slog.New(slog.NewTextHandler(&buf, nil)),
 	}
 	if got, _ := f.Authorization(context.Background(), "1"); got != "Token "+keyA {
 		t.Errorf("working middleware: %q", got)
@@ -323,9 +336,54 @@ func TestFallbackToStatic(t *testing.T) {
 	if got, _ := f.Authorization(context.Background(), "99"); got != "Token static-key" {
 		t.Errorf("failing middleware: %q, want the static credential", got)
 	}
-	if !strings.Contains(buf.String(), "level=WARN") {
-		t.Errorf("no warning logged:\n%s", buf.String())
+	if !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), "LABEL_STUDIO_API_KEY") {
+		t.Errorf("no warning naming the variable logged:\n%s", buf.String())
 	}
+	if _, err := f.Authorization(context.Background(), "not-a-project"); err == nil {
+		t.Error("a malformed project fell back to the static credential; want its 400")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.Authorization(ctx, "98"); err == nil {
+		t.Error("a cancelled request fell back to the static credential")
+	}
+}
+
+func TestRejectedIgnoresOtherHeaders(t *testing.T) {
+	st := twoOrgs()
+	r := credentials.New(st, &fakeExchanger{}, credentials.Options{})
+	ctx := context.Background()
+	r.Authorization(ctx, "1")
+	r.Rejected("1", "Token some-older-key") // a late answer to an older request
+	r.Rejected("1", "Token static-key")     // the static fallback's
+	r.Authorization(ctx, "1")
+	if n := st.lookups.Load(); n != 1 {
+		t.Errorf("%d look-ups: a rejection of another header dropped the credential", n)
+	}
+}
+
+// TestInvalidateDuringLookup: an answer read before an invalidation must
+// not be cached after it.
+func TestInvalidateDuringLookup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := twoOrgs()
+		st.gate = make(chan struct{})
+		r := credentials.New(st, &fakeExchanger{}, credentials.Options{})
+		done := make(chan string)
+		go func() {
+			h, _ := r.Authorization(context.Background(), "1")
+			done <- h
+		}()
+		synctest.Wait() // the look-up has read the old token and waits
+		st.setToken(1, "rotated-key-000000")
+		r.Invalidate(0, 0)
+		close(st.gate)
+		<-done
+		st.gate = nil
+		if h, _ := r.Authorization(context.Background(), "1"); h != "Token rotated-key-000000" {
+			t.Errorf("after the invalidation: %q, want the token read after it", h)
+		}
+	})
 }
 
 func BenchmarkCachedResolution(b *testing.B) {

@@ -2,7 +2,9 @@ package credentials
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net/http"
 )
 
 // Source supplies and takes back Authorization values; *Resolver and
@@ -16,17 +18,25 @@ type Source interface {
 // a static token to per-organization credentials without an outage.
 type Fallback struct {
 	Primary, Static Source
-	Logger          *slog.Logger
+	// StaticName is the variable the static token came from, for the log.
+	StaticName string
+	// Logger receives a warning at every fallback; it must be set.
+	Logger *slog.Logger
 }
 
 // Authorization returns Primary's answer, or Static's with a warning when
-// Primary fails.
+// Primary fails. A request that is itself wrong (a 400, such as a malformed
+// project) or was cancelled does not fall back.
 func (f *Fallback) Authorization(ctx context.Context, project string) (string, error) {
 	h, err := f.Primary.Authorization(ctx, project)
 	if err == nil {
 		return h, nil
 	}
-	f.Logger.Warn("organization credentials failed; using the static LABEL_STUDIO_API_KEY instead", "project", project, "err", err)
+	var se interface{ HTTPStatus() int }
+	if ctx.Err() != nil || errors.As(err, &se) && se.HTTPStatus() == http.StatusBadRequest {
+		return "", err
+	}
+	f.Logger.Warn("organization credentials failed; using the static "+f.StaticName+" instead", "project", project, "err", err)
 	return f.Static.Authorization(ctx, project)
 }
 

@@ -3,6 +3,7 @@ package credentials
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -19,23 +20,18 @@ import (
 type TokensFile struct {
 	path   string
 	tokens atomic.Pointer[map[int64]string]
-	stamp  fileStamp
-}
-
-type fileStamp struct {
-	mod  time.Time
-	size int64
+	sum    [sha256.Size]byte // of the contents last read
 }
 
 // LoadTokensFile reads the file at path.
 func LoadTokensFile(path string) (*TokensFile, error) {
 	t := &TokensFile{path: path}
-	m, stamp, err := readTokens(path)
+	m, sum, err := readTokens(path)
 	if err != nil {
 		return nil, err
 	}
 	t.tokens.Store(&m)
-	t.stamp = stamp
+	t.sum = sum
 	return t, nil
 }
 
@@ -56,9 +52,9 @@ func (t *TokensFile) Len() int {
 	return len(*t.tokens.Load())
 }
 
-// Watch checks the file every interval until ctx ends, and reloads it when
-// its modification time or size changed. After a reload it calls changed.
-// A file that became unreadable or invalid is reported to log and the
+// Watch reads the file every interval until ctx ends (it is small), and
+// reloads the tokens when its contents changed, then calls changed. A file
+// that became unreadable or invalid is reported to log once, and the
 // tokens loaded before stay in force.
 func (t *TokensFile) Watch(ctx context.Context, interval time.Duration, log *slog.Logger, changed func()) {
 	if t == nil {
@@ -66,54 +62,56 @@ func (t *TokensFile) Watch(ctx context.Context, interval time.Duration, log *slo
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	var failing string
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		st, err := os.Stat(t.path)
-		if err != nil || (fileStamp{st.ModTime(), st.Size()}) == t.stamp {
+		m, sum, err := readTokens(t.path)
+		if err != nil {
+			if msg := err.Error(); msg != failing {
+				log.Warn("ORG_TOKENS_FILE cannot be used; keeping the tokens loaded before", "err", err)
+				failing = msg
+			}
 			continue
 		}
-		m, stamp, err := readTokens(t.path)
-		if err != nil {
-			log.Warn("ORG_TOKENS_FILE changed but cannot be used; keeping the tokens loaded before", "err", err)
-			t.stamp = stamp
+		failing = ""
+		if sum == t.sum {
 			continue
 		}
 		t.tokens.Store(&m)
-		t.stamp = stamp
+		t.sum = sum
 		log.Info("ORG_TOKENS_FILE reloaded", "organizations", len(m))
 		changed()
 	}
 }
 
-func readTokens(path string) (map[int64]string, fileStamp, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fileStamp{}, fmt.Errorf("read ORG_TOKENS_FILE: %w", err)
-	}
-	stamp := fileStamp{st.ModTime(), st.Size()}
+func readTokens(path string) (map[int64]string, [sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, stamp, fmt.Errorf("read ORG_TOKENS_FILE: %w", err)
+		return nil, sum, fmt.Errorf("read ORG_TOKENS_FILE: %w", err)
 	}
+	sum = sha256.Sum256(b)
 	var raw map[string]string
 	if err := json.Unmarshal(bytes.TrimSpace(b), &raw); err != nil {
 		// The JSON error can quote the file; keep only where it is.
-		return nil, stamp, fmt.Errorf("read ORG_TOKENS_FILE %s: want a JSON object such as {\"3\": \"<token>\"} mapping organization ids to tokens", path)
+		return nil, sum, fmt.Errorf("read ORG_TOKENS_FILE %s: want a JSON object such as {\"3\": \"<token>\"} mapping organization ids to tokens", path)
 	}
 	m := make(map[int64]string, len(raw))
 	for k, v := range raw {
 		id, err := strconv.ParseInt(k, 10, 64)
 		if err != nil || id <= 0 {
-			return nil, stamp, fmt.Errorf("read ORG_TOKENS_FILE %s: key %q is not an organization id", path, k)
+			// Never quote the key: a file written the wrong way round has
+			// tokens there.
+			return nil, sum, fmt.Errorf("read ORG_TOKENS_FILE %s: a key is not an organization id (keys are ids, values are tokens)", path)
 		}
 		if len(v) < 6 {
-			return nil, stamp, fmt.Errorf("read ORG_TOKENS_FILE %s: the token of organization %d is empty or too short", path, id)
+			return nil, sum, fmt.Errorf("read ORG_TOKENS_FILE %s: the token of organization %d is empty or too short", path, id)
 		}
 		m[id] = v
 	}
-	return m, stamp, nil
+	return m, sum, nil
 }

@@ -36,6 +36,9 @@ func ParseProjectRef(s string) (ProjectRef, error) {
 	return ref, nil
 }
 
+// ClipText shortens hostile input before it goes into a message.
+func ClipText(s string) string { return clip(s) }
+
 // clip shortens hostile input before it goes into an error message.
 func clip(s string) string {
 	const max = 40

@@ -1,6 +1,7 @@
 package lru
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -12,6 +13,7 @@ import (
 type CoarseClock struct {
 	now  atomic.Int64 // unix nanoseconds
 	stop chan struct{}
+	once sync.Once
 }
 
 // NewCoarseClock starts a clock that ticks every resolution. Stop it when
@@ -38,4 +40,5 @@ func NewCoarseClock(resolution time.Duration) *CoarseClock {
 func (c *CoarseClock) Now() time.Time { return time.Unix(0, c.now.Load()) }
 
 // Stop stops the clock's goroutine; Now keeps returning the last tick.
-func (c *CoarseClock) Stop() { close(c.stop) }
+// Stopping twice is harmless.
+func (c *CoarseClock) Stop() { c.once.Do(func() { close(c.stop) }) }

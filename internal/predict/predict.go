@@ -24,8 +24,10 @@ import (
 
 // Images finds and fetches task images.
 type Images interface {
-	// Key identifies the image a task's data value refers to, without I/O.
-	Key(ref string, taskID int64) (string, error)
+	// Key identifies the image a task's data value refers to, as seen by
+	// the project's tenant: two organizations never share a cached
+	// embedding, since each must be able to fetch the image itself.
+	Key(ctx context.Context, ref string, taskID int64, project string) (string, error)
 	// Fetch downloads and decodes the image, oriented as displayed.
 	Fetch(ctx context.Context, ref string, taskID int64, project string) (image.Image, error)
 }
@@ -194,7 +196,7 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 	if len(prompt.Points) == 0 && prompt.Box == nil {
 		return nil, badRequest(errors.New("context has no keypoint and no rectangle to segment from"))
 	}
-	key, err := s.images.Key(ref, task.ID)
+	key, err := s.images.Key(ctx, ref, task.ID, string(req.Project))
 	if err != nil {
 		return nil, fmt.Errorf("resolve image of task %d: %w", task.ID, err)
 	}

@@ -32,7 +32,7 @@ type fakeImages struct {
 	gate    chan struct{} // if set, Fetch waits for it
 }
 
-func (f *fakeImages) Key(ref string, taskID int64) (string, error) {
+func (f *fakeImages) Key(ctx context.Context, ref string, taskID int64, project string) (string, error) {
 	if strings.HasPrefix(ref, "bad:") {
 		return "", &predict.Error{Status: 400, Msg: "unsupported image reference"}
 	}
