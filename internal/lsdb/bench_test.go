@@ -55,3 +55,57 @@ func BenchmarkTask(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkResolvePostgres measures one uncached resolution on the
+// PostgreSQL test database, over TCP to the local server: a READ ONLY
+// transaction with the schema check, the project query and the candidate
+// query, on pooled connections and prepared statements. The target is
+// 2 ms.
+func BenchmarkResolvePostgres(b *testing.B) {
+	dsn, _ := buildLS123PG(b)
+	s := openPGStore(b, dsn, lsdb.Options{})
+	if _, err := s.Resolve(b.Context(), 4); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Resolve(b.Context(), 4); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkResolvePostgresParallel is BenchmarkResolvePostgres from
+// GOMAXPROCS goroutines sharing one store and its pool of 4 connections.
+func BenchmarkResolvePostgresParallel(b *testing.B) {
+	dsn, _ := buildLS123PG(b)
+	s := openPGStore(b, dsn, lsdb.Options{})
+	if _, err := s.Resolve(b.Context(), 4); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Resolve(b.Context(), 4); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkTaskPostgres measures reading one task's project and jsonb
+// data on PostgreSQL.
+func BenchmarkTaskPostgres(b *testing.B) {
+	dsn, _ := buildLS123PG(b)
+	s := openPGStore(b, dsn, lsdb.Options{})
+	if _, _, err := s.Task(b.Context(), 1); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := s.Task(b.Context(), 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -14,7 +14,8 @@ var (
 
 	// ErrUnavailable means Label Studio's database cannot be read at all:
 	// it is missing, unreadable, locked, in a state a read-only reader
-	// cannot handle, or not a Label Studio database. Errors that match it
+	// cannot handle, not a Label Studio database, or (PostgreSQL) its
+	// server cannot be reached or refuses the backend. Errors that match it
 	// are *UnavailableError.
 	ErrUnavailable = errors.New("database unavailable")
 
@@ -61,9 +62,12 @@ type Reason string
 
 // Reasons of an UnavailableError.
 const (
-	// ReasonMissing: the database file does not exist.
+	// ReasonMissing: the database file does not exist, or the PostgreSQL
+	// server has no database of that name (SQLSTATE 3D000).
 	ReasonMissing Reason = "missing"
-	// ReasonPermission: the process may not read the file or its directory.
+	// ReasonPermission: the process may not read the file or its
+	// directory, or the PostgreSQL user may not read one of Label Studio's
+	// tables (SQLSTATE 42501).
 	ReasonPermission Reason = "permission"
 	// ReasonLocked: a writer held a lock through every retry (SQLITE_BUSY).
 	ReasonLocked Reason = "locked"
@@ -76,23 +80,42 @@ const (
 	// ReasonNotDatabase: the file is not an SQLite database (SQLITE_NOTADB),
 	// or the path is a directory.
 	ReasonNotDatabase Reason = "not_a_database"
-	// ReasonNotLabelStudio: an SQLite database without Label Studio's
-	// tables or columns.
+	// ReasonNotLabelStudio: a database without Label Studio's tables or
+	// columns.
 	ReasonNotLabelStudio Reason = "not_label_studio"
 	// ReasonCorrupt: SQLite found the database malformed (SQLITE_CORRUPT).
 	ReasonCorrupt Reason = "corrupt"
 	// ReasonSchemaChanging: the schema changed on every try, as while
 	// Label Studio applies migrations.
 	ReasonSchemaChanging Reason = "schema_changing"
-	// ReasonIO: any other failure to open or read the file.
+	// ReasonIO: any other failure to open or read the file, or to connect
+	// to PostgreSQL (TLS, for instance).
 	ReasonIO Reason = "io"
+	// ReasonUnreachable: the PostgreSQL server cannot be reached: the
+	// connection was refused, timed out or was lost, or the host name does
+	// not resolve.
+	ReasonUnreachable Reason = "unreachable"
+	// ReasonNotReady: the PostgreSQL server is starting up, shutting down
+	// or recovering, and accepts no connections (SQLSTATE 57P03).
+	ReasonNotReady Reason = "not_ready"
+	// ReasonTooManyConnections: the PostgreSQL server has no connection
+	// slot left (SQLSTATE 53300).
+	ReasonTooManyConnections Reason = "too_many_connections"
+	// ReasonAuthentication: the PostgreSQL server rejected the user, its
+	// password or the client's address (SQLSTATE class 28).
+	ReasonAuthentication Reason = "authentication"
+	// ReasonTimeout: a PostgreSQL read ran past the statement timeout, as
+	// behind a lock held by a migration (SQLSTATE 57014, 55P03).
+	ReasonTimeout Reason = "timeout"
 )
 
 // UnavailableError reports that Label Studio's database cannot be read.
-// Its text names the file and says what to do; it is safe to show to
-// clients (it holds paths, never a credential).
+// Its text names the file (or the PostgreSQL server's host:port and the
+// database) and says what to do; it is safe to show to clients (it holds
+// paths, addresses and user names, never a password or a token).
 type UnavailableError struct {
-	// Path is the database path as configured.
+	// Path is the database path as configured or, for PostgreSQL,
+	// postgres://user@host:port/database, without the password.
 	Path string
 	// Reason classifies the failure.
 	Reason Reason
@@ -117,11 +140,13 @@ func (e *UnavailableError) HTTPStatus() int { return http.StatusServiceUnavailab
 
 // Temporary reports whether the condition clears by itself: a lock held by
 // a writer, a hot journal that Label Studio rolls back when it next opens
-// the database, or migrations in progress. Everything else needs an
-// operator.
+// the database, migrations in progress, or a PostgreSQL server that is
+// restarting, unreachable, out of connection slots or too slow for the
+// statement timeout. Everything else needs an operator.
 func (e *UnavailableError) Temporary() bool {
 	switch e.Reason {
-	case ReasonLocked, ReasonHotJournal, ReasonSchemaChanging:
+	case ReasonLocked, ReasonHotJournal, ReasonSchemaChanging,
+		ReasonUnreachable, ReasonNotReady, ReasonTooManyConnections, ReasonTimeout:
 		return true
 	}
 	return false

@@ -147,20 +147,35 @@ func tokenByUser(id int64) string {
 // default.
 const jwtMigration0002 = "0002_alter_jwtsettings_api_tokens_enabled_and_more"
 
-// buildLS123 creates, in a new directory, a database with Label Studio
-// 1.23's schema (testdata/label_studio_schema.sql) and the rows described
-// above, and returns its path.
-func buildLS123(tb testing.TB) string {
-	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "label_studio.sqlite3")
-	ddl, err := os.ReadFile("testdata/label_studio_schema.sql")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	db := openRW(tb, path)
-	execSQL(tb, db, "PRAGMA synchronous = OFF", "BEGIN;\n"+string(ddl)+"\nCOMMIT")
+// sqlLiterals spell values the way one database stores them.
+type sqlLiterals struct {
+	// boolean spells a BooleanField.
+	boolean func(bool) string
+	// time quotes a DateTimeField given as UTC text, as Django's SQLite
+	// backend stores it: "YYYY-MM-DD HH:MM:SS[.ffffff]".
+	time func(string) string
+}
 
+// sqliteLiterals: booleans are 0/1, datetimes UTC text without an offset.
+var sqliteLiterals = sqlLiterals{
+	boolean: func(b bool) string { return fmt.Sprint(b2i(b)) },
+	time:    func(s string) string { return "'" + s + "'" },
+}
+
+// pgLiterals: boolean and timestamptz, whose text must carry its offset
+// to mean UTC whatever the session's TimeZone.
+var pgLiterals = sqlLiterals{
+	boolean: func(b bool) string { return fmt.Sprint(b) },
+	time:    func(s string) string { return "'" + s + "+00'" },
+}
+
+// seedLS123 returns the INSERT statements of the rows described above
+// (lsUsers and the organizations, memberships, projects and tasks below),
+// for a database with Label Studio 1.23's schema, spelled with lit. The
+// SQLite and the PostgreSQL test databases are both built from it.
+func seedLS123(lit sqlLiterals) []string {
 	const ts = "2026-07-17 09:34:19.135947"
+	f, t := lit.boolean(false), lit.boolean(true)
 	var stmts []string
 	for _, u := range lsUsers {
 		org := "NULL"
@@ -169,26 +184,27 @@ func buildLS123(tb testing.TB) string {
 		}
 		stmts = append(stmts, fmt.Sprintf(`INSERT INTO htx_user (id, password, is_superuser, username, email,
 first_name, last_name, is_staff, is_active, date_joined, last_activity, activity_at, phone, avatar,
-active_organization_id, allow_newsletters) VALUES (%d, '!', 0, 'user%d', 'user%d@example.com', '', '', 0, %d,
-'%s', '%s', '%s', '', '', %s, 0)`, u.id, u.id, u.id, b2i(u.active), ts, ts, ts, org))
+active_organization_id, allow_newsletters) VALUES (%d, '!', %s, 'user%d', 'user%d@example.com', '', '', %s, %s,
+%s, %s, %s, '', '', %s, %s)`, u.id, f, u.id, u.id, f, lit.boolean(u.active), lit.time(ts), lit.time(ts), lit.time(ts), org, f))
 		if u.token != "" {
-			stmts = append(stmts, fmt.Sprintf(`INSERT INTO authtoken_token (key, created, user_id) VALUES ('%s', '%s', %d)`, u.token, ts, u.id))
+			stmts = append(stmts, fmt.Sprintf(`INSERT INTO authtoken_token (key, created, user_id) VALUES ('%s', %s, %d)`, u.token, lit.time(ts), u.id))
 		}
 	}
+	const noRow = -1 // no JWTSettings row
 	orgs := []struct {
 		id      int64
 		creator string
-		legacy  string // "1", "0" or "" for no JWTSettings row
+		legacy  int // 1, 0 or noRow
 	}{
-		{1, "1", "1"}, {2, "2", "0"}, {3, "NULL", "1"}, {4, "NULL", "1"}, {5, "8", "1"},
-		{6, "9", ""}, {7, "10", "1"}, {8, "12", "1"}, {9, "14", "0"}, {10, "NULL", "1"},
+		{1, "1", 1}, {2, "2", 0}, {3, "NULL", 1}, {4, "NULL", 1}, {5, "8", 1},
+		{6, "9", noRow}, {7, "10", 1}, {8, "12", 1}, {9, "14", 0}, {10, "NULL", 1},
 	}
 	for _, o := range orgs {
 		stmts = append(stmts, fmt.Sprintf(`INSERT INTO organization (id, title, created_at, updated_at, created_by_id, token)
-VALUES (%d, 'Org %d', '%s', '%s', %s, 'invite-%d')`, o.id, o.id, ts, ts, o.creator, o.id))
-		if o.legacy != "" {
+VALUES (%d, 'Org %d', %s, %s, %s, 'invite-%d')`, o.id, o.id, lit.time(ts), lit.time(ts), o.creator, o.id))
+		if o.legacy != noRow {
 			stmts = append(stmts, fmt.Sprintf(`INSERT INTO jwt_auth_jwtsettings (organization_id, api_tokens_enabled,
-api_token_ttl_days, created_at, updated_at, legacy_api_tokens_enabled) VALUES (%d, 1, 73000, '%s', '%s', %s)`, o.id, ts, ts, o.legacy))
+api_token_ttl_days, created_at, updated_at, legacy_api_tokens_enabled) VALUES (%d, %s, 73000, %s, %s, %s)`, o.id, t, lit.time(ts), lit.time(ts), lit.boolean(o.legacy == 1)))
 		}
 	}
 	members := []struct {
@@ -215,62 +231,85 @@ api_token_ttl_days, created_at, updated_at, legacy_api_tokens_enabled) VALUES (%
 	for _, m := range members {
 		del := "NULL"
 		if m.deleted {
-			del = "'2021-01-01 00:00:00'"
+			del = lit.time("2021-01-01 00:00:00")
 		}
 		stmts = append(stmts, fmt.Sprintf(`INSERT INTO organizations_organizationmember (created_at, updated_at, organization_id, user_id, deleted_at)
-VALUES ('%s', '%s', %d, %d, %s)`, m.joined, m.joined, m.org, m.user, del))
+VALUES (%s, %s, %d, %d, %s)`, lit.time(m.joined), lit.time(m.joined), m.org, m.user, del))
 	}
 	projects := []struct {
-		id             int64
-		org, creator   string
-		createdAt      string
-		deleted        bool
-		deletedAtValue string
+		id           int64
+		org, creator string
+		createdAt    string
+		deletedAt    string // "": not deleted
 	}{
-		{1, "1", "1", "2026-07-17 09:34:19.135947", false, ""},
-		{2, "2", "2", "2026-07-17 09:34:19", false, ""},
-		{3, "3", "3", "2026-07-17 09:34:19", false, ""},
-		{4, "4", "4", "2026-07-17 09:34:19", false, ""},
-		{5, "5", "8", "2026-07-17 09:34:19", false, ""},
-		{6, "1", "1", "2026-07-17 09:34:19", true, "2026-07-18 00:00:00"},
-		{7, "7", "11", "2026-07-17 09:34:19", false, ""},
-		{8, "8", "13", "2026-07-17 09:34:19", false, ""},
-		{9, "9", "14", "2026-07-17 09:34:19", false, ""},
-		{10, "NULL", "1", "2026-07-17 09:34:19", false, ""},
-		{11, "10", "NULL", "2026-07-17 09:34:19", false, ""},
-		{12, "6", "9", "2026-07-17 09:34:19", false, ""},
+		{1, "1", "1", "2026-07-17 09:34:19.135947", ""},
+		{2, "2", "2", "2026-07-17 09:34:19", ""},
+		{3, "3", "3", "2026-07-17 09:34:19", ""},
+		{4, "4", "4", "2026-07-17 09:34:19", ""},
+		{5, "5", "8", "2026-07-17 09:34:19", ""},
+		{6, "1", "1", "2026-07-17 09:34:19", "2026-07-18 00:00:00"},
+		{7, "7", "11", "2026-07-17 09:34:19", ""},
+		{8, "8", "13", "2026-07-17 09:34:19", ""},
+		{9, "9", "14", "2026-07-17 09:34:19", ""},
+		{10, "NULL", "1", "2026-07-17 09:34:19", ""},
+		{11, "10", "NULL", "2026-07-17 09:34:19", ""},
+		{12, "6", "9", "2026-07-17 09:34:19", ""},
 	}
 	for _, p := range projects {
 		del := "NULL"
-		if p.deleted {
-			del = "'" + p.deletedAtValue + "'"
+		if p.deletedAt != "" {
+			del = lit.time(p.deletedAt)
 		}
 		stmts = append(stmts, fmt.Sprintf(`INSERT INTO project (id, title, show_instruction, is_published, created_at, updated_at,
 created_by_id, show_skip_button, show_collab_predictions, overlap_cohort_percentage, show_overlap_first, result_count,
 organization_id, is_draft, enable_empty_annotation, maximum_annotations, min_annotations_to_start_training,
 show_annotation_history, show_ground_truth_first, evaluate_predictions_automatically, reveal_preannotations_interactively,
-token, deleted_at) VALUES (%d, 'Project %d', 0, 0, '%s', '%s', %s, 1, 1, 100, 0, 0, %s, 0, 1, 1, 0, 0, 0, 0, 0, 'project-invite-%d', %s)`,
-			p.id, p.id, p.createdAt, p.createdAt, p.creator, p.org, p.id, del))
+token, deleted_at) VALUES (%d, 'Project %d', %s, %s, %s, %s, %s, %s, %s, 100, %s, 0, %s, %s, %s, 1, 0, %s, %s, %s, %s, 'project-invite-%d', %s)`,
+			p.id, p.id, f, f, lit.time(p.createdAt), lit.time(p.createdAt), p.creator, t, t, f, p.org, f, t, f, f, f, f, p.id, del))
 	}
-	tasks := []struct {
-		id      int64
-		project string
-		data    string
-	}{
-		{1, "1", `{"image": "/data/upload/1/0a1b2c3d-cat.png"}`},
-		{2, "2", `{"$undefined$": "/data/upload/2/4e5f6a7b-dog.png"}`},
-		{3, "NULL", `{"image": "/data/upload/9/orphan.png"}`},
-	}
-	for _, tk := range tasks {
+	for _, tk := range lsTasks {
+		project := "NULL"
+		if tk.project != 0 {
+			project = fmt.Sprint(tk.project)
+		}
 		stmts = append(stmts, fmt.Sprintf(`INSERT INTO task (id, data, created_at, updated_at, is_labeled, project_id, overlap,
 total_annotations, cancelled_annotations, total_predictions, comment_count, unresolved_comment_count)
-VALUES (%d, '%s', '%s', '%s', 0, %s, 1, 0, 0, 0, 0, 0)`, tk.id, tk.data, ts, ts, tk.project))
+VALUES (%d, '%s', %s, %s, %s, %s, 1, 0, 0, 0, 0, 0)`, tk.id, tk.data, lit.time(ts), lit.time(ts), f, project))
 	}
-	stmts = append(stmts,
-		`INSERT INTO django_migrations (app, name, applied) VALUES ('jwt_auth', '0001_initial', '`+ts+`')`,
-		`INSERT INTO django_migrations (app, name, applied) VALUES ('jwt_auth', '`+jwtMigration0002+`', '`+ts+`')`,
+	return append(stmts,
+		`INSERT INTO django_migrations (app, name, applied) VALUES ('jwt_auth', '0001_initial', `+lit.time(ts)+`)`,
+		`INSERT INTO django_migrations (app, name, applied) VALUES ('jwt_auth', '`+jwtMigration0002+`', `+lit.time(ts)+`)`,
 	)
-	execSQL(tb, db, "BEGIN;\n"+strings.Join(stmts, ";\n")+";\nCOMMIT")
+}
+
+// lsTask is a row of task in a built database.
+type lsTask struct {
+	id      int64
+	project int64 // 0: NULL
+	data    string
+}
+
+// lsTasks are the tasks of the built database. Their JSON is as jsonb
+// prints it (one key), so both databases return it unchanged.
+var lsTasks = []lsTask{
+	{1, 1, `{"image": "/data/upload/1/0a1b2c3d-cat.png"}`},
+	{2, 2, `{"$undefined$": "/data/upload/2/4e5f6a7b-dog.png"}`},
+	{3, 0, `{"image": "/data/upload/9/orphan.png"}`},
+}
+
+// buildLS123 creates, in a new directory, a database with Label Studio
+// 1.23's schema (testdata/label_studio_schema.sql) and the rows of
+// seedLS123, and returns its path.
+func buildLS123(tb testing.TB) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "label_studio.sqlite3")
+	ddl, err := os.ReadFile(sqliteSchemaFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	db := openRW(tb, path)
+	execSQL(tb, db, "PRAGMA synchronous = OFF", "BEGIN;\n"+string(ddl)+"\nCOMMIT")
+	execSQL(tb, db, "BEGIN;\n"+strings.Join(seedLS123(sqliteLiterals), ";\n")+";\nCOMMIT")
 	if err := db.Close(); err != nil {
 		tb.Fatal(err)
 	}
@@ -321,3 +360,56 @@ func (l *logBuffer) count(s string) int {
 }
 
 var _ io.Writer = (*logBuffer)(nil)
+
+// testDB is the Label Studio 1.23 test database (buildLS123's rows) in
+// one of the databases the package reads.
+type testDB struct {
+	// name is the backend's: "sqlite" or "postgres".
+	name string
+	// open returns a store on the database, closed at the end of the test.
+	open func(tb testing.TB, opts lsdb.Options) *lsdb.Store
+	// exec runs statements on the database read-write, as Label Studio
+	// does.
+	exec func(tb testing.TB, stmts ...string)
+	// notLabelStudio is the store's message for the database when it
+	// lacks what missing names ("table project is missing").
+	notLabelStudio func(missing string) string
+}
+
+// backends build the test database in each database the package reads.
+var backends = []struct {
+	name  string
+	build func(tb testing.TB) testDB
+}{
+	{"sqlite", sqliteTestDB},
+	{"postgres", pgTestDB},
+}
+
+// forEachBackend runs fn, in parallel subtests named after the backends,
+// each on a new test database. A backend that is not available (a
+// PostgreSQL server) skips its subtest.
+func forEachBackend(t *testing.T, fn func(t *testing.T, db testDB)) {
+	t.Helper()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			db := b.build(t)
+			db.name = b.name
+			fn(t, db)
+		})
+	}
+}
+
+// sqliteTestDB builds the test database in an SQLite file.
+func sqliteTestDB(tb testing.TB) testDB {
+	tb.Helper()
+	path := buildLS123(tb)
+	return testDB{
+		open: func(tb testing.TB, opts lsdb.Options) *lsdb.Store { return openStore(tb, path, opts) },
+		exec: func(tb testing.TB, stmts ...string) {
+			tb.Helper()
+			execSQL(tb, openRW(tb, path), stmts...)
+		},
+		notLabelStudio: func(missing string) string { return path + " is not a Label Studio database: " + missing },
+	}
+}

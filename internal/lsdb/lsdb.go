@@ -4,10 +4,11 @@
 // still accepts legacy tokens for that user (SPEC §4,
 // reference/label-studio-internals.md §1–§3 and §6).
 //
-// Only SQLite is implemented (OpenSQLite). What differs between databases
+// OpenSQLite reads Label Studio's default SQLite file and OpenPostgres a
+// PostgreSQL database (pgx through database/sql). Both return the same
+// Store running the same queries: what differs between them
 // (placeholders, schema introspection, the driver's error codes) sits
-// behind the unexported dialect interface, so that a PostgreSQL store can
-// run the same queries.
+// behind the unexported dialect interface.
 //
 // The schema is introspected rather than assumed, so every Label Studio
 // from 1.13 to 1.23 and later works: optional tables and columns
@@ -21,6 +22,14 @@
 // Label Studio's default rollback-journal mode a reader's lock delays
 // Label Studio's commits. A lock (SQLITE_BUSY) or a hot journal
 // (SQLITE_READONLY_ROLLBACK) is retried a few times with a short backoff.
+//
+// On PostgreSQL every session is read-only (default_transaction_read_only,
+// and each call runs in a READ ONLY transaction), every statement has a
+// timeout (Options.StatementTimeout), and the pool is small and bounded.
+// A refused, reset or lost connection, a server that is starting up or
+// shutting down, and a full server are retried like SQLite's locks.
+// Messages name the server's host:port, the database and the user, never
+// the password.
 //
 // Errors are *NotFoundError (errors.Is ErrNotFound, HTTP 404),
 // *UnavailableError (errors.Is ErrUnavailable, HTTP 503: the database
@@ -51,7 +60,8 @@ const (
 	DefaultBusyTimeout = 5 * time.Second
 
 	// DefaultRetries is how many times a read that failed with
-	// SQLITE_BUSY or a hot journal is tried again.
+	// SQLITE_BUSY or a hot journal, or with a transient PostgreSQL
+	// connection failure, is tried again.
 	DefaultRetries = 3
 
 	// DefaultRetryDelay is the pause before the first retry; it doubles
@@ -79,9 +89,12 @@ const (
 // Options configure a Store. The zero value uses the defaults.
 type Options struct {
 	// BusyTimeout is SQLite's busy timeout; 0 means DefaultBusyTimeout.
+	// PostgreSQL ignores it.
 	BusyTimeout time.Duration
-	// Retries is how many times a locked read or a hot journal is retried;
-	// 0 means DefaultRetries, a negative value means none.
+	// Retries is how many times a locked read or a hot journal (SQLite),
+	// or a refused or lost connection, a server starting up or out of
+	// connection slots (PostgreSQL) is retried; 0 means DefaultRetries, a
+	// negative value means none.
 	Retries int
 	// RetryDelay is the pause before the first retry, doubled before each
 	// further one up to 2 s; 0 means DefaultRetryDelay.
@@ -90,6 +103,17 @@ type Options struct {
 	MaxOpenConns int
 	// Logger receives retries and schema changes at DEBUG; nil discards.
 	Logger *slog.Logger
+
+	// StatementTimeout is PostgreSQL's statement_timeout (and
+	// idle_in_transaction_session_timeout) for the store's sessions; 0
+	// means the connection string's statement_timeout if it sets one, else
+	// DefaultStatementTimeout. A read that runs past it, as behind a lock
+	// held by a migration, fails with ReasonTimeout and is not retried.
+	StatementTimeout time.Duration
+	// ConnectTimeout bounds opening one PostgreSQL connection; 0 means the
+	// connection string's connect_timeout if it sets one, else
+	// DefaultConnectTimeout.
+	ConnectTimeout time.Duration
 }
 
 // User sources: which link of the resolution chain supplied the user.

@@ -54,90 +54,135 @@ func TestTaskReal2025(t *testing.T) {
 	}
 }
 
-func TestResolve(t *testing.T) {
-	path := buildLS123(t)
-	s := openStore(t, path, lsdb.Options{})
-	const created = 1784280859 // 2026-07-17 09:34:19 UTC, as in reference §5
-	tests := []struct {
-		name    string
-		project int64
-		want    lsdb.Resolution
-	}{
-		{"organization creator", 1, lsdb.Resolution{OrganizationID: 1, UserID: 1, UserSource: lsdb.SourceOrganizationCreator, LegacyEnabled: true}},
-		{"legacy tokens disabled", 2, lsdb.Resolution{OrganizationID: 2, UserID: 2, UserSource: lsdb.SourceOrganizationCreator, LegacyEnabled: false}},
-		{"creator deleted: project creator", 3, lsdb.Resolution{OrganizationID: 3, UserID: 3, UserSource: lsdb.SourceProjectCreator, LegacyEnabled: true}},
-		{"creators deleted or inactive: earliest active member", 4, lsdb.Resolution{OrganizationID: 4, UserID: 7, UserSource: lsdb.SourceMember, LegacyEnabled: true}},
-		{"no JWTSettings row after jwt_auth 0002", 12, lsdb.Resolution{OrganizationID: 6, UserID: 9, UserSource: lsdb.SourceOrganizationCreator, LegacyEnabled: false}},
-		{"prefers a user whose token Label Studio accepts", 7, lsdb.Resolution{OrganizationID: 7, UserID: 11, UserSource: lsdb.SourceProjectCreator, LegacyEnabled: true}},
-		{"skips a creator without token", 8, lsdb.Resolution{OrganizationID: 8, UserID: 13, UserSource: lsdb.SourceProjectCreator, LegacyEnabled: true}},
-		{"no active organization: legacy allowed", 9, lsdb.Resolution{OrganizationID: 9, UserID: 14, UserSource: lsdb.SourceOrganizationCreator, LegacyEnabled: true}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := s.Resolve(t.Context(), tt.project)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := tt.want
-			want.ProjectID = tt.project
-			want.ProjectCreatedAt = created
-			want.Token = tokenByUser(want.UserID)
-			if diff := cmp.Diff(*got, want); diff != "" {
-				t.Errorf("Resolve(%d) (-got +want):\n%s", tt.project, diff)
-			}
-		})
-	}
+// lsCreated is the created_at of the built database's projects in unix
+// seconds: 2026-07-17 09:34:19 UTC, as in reference §5.
+const lsCreated = 1784280859
+
+// lsCases are the Resolve and Task cases of the Label Studio 1.23 test
+// database (seedLS123), run against every store by TestLabelStudio123.
+var lsCases = []struct {
+	name string
+	call string // "Resolve" or "Task"
+	id   int64
+
+	// Resolve's result; ProjectID, ProjectCreatedAt and Token are filled in.
+	want lsdb.Resolution
+	// Task's results.
+	project int64
+	data    string
+
+	// A failure: its message, the sentinel it matches and its HTTP status.
+	err      string
+	sentinel error
+	status   int
+}{
+	{name: "organization creator", call: "Resolve", id: 1,
+		want: lsdb.Resolution{OrganizationID: 1, UserID: 1, UserSource: lsdb.SourceOrganizationCreator, LegacyEnabled: true}},
+	{name: "legacy tokens disabled", call: "Resolve", id: 2,
+		want: lsdb.Resolution{OrganizationID: 2, UserID: 2, UserSource: lsdb.SourceOrganizationCreator, LegacyEnabled: false}},
+	{name: "creator deleted: project creator", call: "Resolve", id: 3,
+		want: lsdb.Resolution{OrganizationID: 3, UserID: 3, UserSource: lsdb.SourceProjectCreator, LegacyEnabled: true}},
+	{name: "creators deleted or inactive: earliest active member", call: "Resolve", id: 4,
+		want: lsdb.Resolution{OrganizationID: 4, UserID: 7, UserSource: lsdb.SourceMember, LegacyEnabled: true}},
+	{name: "no JWTSettings row after jwt_auth 0002", call: "Resolve", id: 12,
+		want: lsdb.Resolution{OrganizationID: 6, UserID: 9, UserSource: lsdb.SourceOrganizationCreator, LegacyEnabled: false}},
+	{name: "prefers a user whose token Label Studio accepts", call: "Resolve", id: 7,
+		want: lsdb.Resolution{OrganizationID: 7, UserID: 11, UserSource: lsdb.SourceProjectCreator, LegacyEnabled: true}},
+	{name: "skips a creator without token", call: "Resolve", id: 8,
+		want: lsdb.Resolution{OrganizationID: 8, UserID: 13, UserSource: lsdb.SourceProjectCreator, LegacyEnabled: true}},
+	{name: "no active organization: legacy allowed", call: "Resolve", id: 9,
+		want: lsdb.Resolution{OrganizationID: 9, UserID: 14, UserSource: lsdb.SourceOrganizationCreator, LegacyEnabled: true}},
+
+	{name: "soft-deleted project", call: "Resolve", id: 6,
+		err:      "project 6 not found in Label Studio's database (deleted, or the database belongs to another Label Studio instance)",
+		sentinel: lsdb.ErrNotFound, status: http.StatusNotFound},
+	{name: "unknown project", call: "Resolve", id: 99,
+		err:      "project 99 not found in Label Studio's database (deleted, or the database belongs to another Label Studio instance)",
+		sentinel: lsdb.ErrNotFound, status: http.StatusNotFound},
+	{name: "project id beyond 32 bits", call: "Resolve", id: 1 << 40,
+		err:      "project 1099511627776 not found in Label Studio's database (deleted, or the database belongs to another Label Studio instance)",
+		sentinel: lsdb.ErrNotFound, status: http.StatusNotFound},
+	{name: "user without token", call: "Resolve", id: 5,
+		err: "No auth token found for user 8 in organization 5", sentinel: lsdb.ErrNoToken, status: http.StatusBadGateway},
+	{name: "project without organization", call: "Resolve", id: 10,
+		err: "project 10 has no organization in Label Studio's database", sentinel: lsdb.ErrNoOrganization, status: http.StatusBadGateway},
+	{name: "nobody active", call: "Resolve", id: 11,
+		err:      "no active user found for organization 10 of project 11: its creator, the project's creator and its members are all deleted or inactive",
+		sentinel: lsdb.ErrNoUser, status: http.StatusBadGateway},
+
+	{name: "task", call: "Task", id: 1, project: 1, data: `{"image": "/data/upload/1/0a1b2c3d-cat.png"}`},
+	{name: "task with $undefined$ key kept raw", call: "Task", id: 2, project: 2, data: `{"$undefined$": "/data/upload/2/4e5f6a7b-dog.png"}`},
+	{name: "task without project", call: "Task", id: 3,
+		err: "task 3 not found in Label Studio's database", sentinel: lsdb.ErrNotFound, status: http.StatusNotFound},
+	{name: "unknown task", call: "Task", id: 42,
+		err: "task 42 not found in Label Studio's database", sentinel: lsdb.ErrNotFound, status: http.StatusNotFound},
+	{name: "task id beyond 32 bits", call: "Task", id: 1 << 40,
+		err: "task 1099511627776 not found in Label Studio's database", sentinel: lsdb.ErrNotFound, status: http.StatusNotFound},
 }
 
-func TestResolveErrors(t *testing.T) {
-	path := buildLS123(t)
-	s := openStore(t, path, lsdb.Options{})
-	tests := []struct {
-		name       string
-		project    int64
-		msg        string
-		sentinel   error
-		httpStatus int
-	}{
-		{"soft-deleted project", 6,
-			"project 6 not found in Label Studio's database (deleted, or the database belongs to another Label Studio instance)",
-			lsdb.ErrNotFound, http.StatusNotFound},
-		{"unknown project", 99,
-			"project 99 not found in Label Studio's database (deleted, or the database belongs to another Label Studio instance)",
-			lsdb.ErrNotFound, http.StatusNotFound},
-		{"user without token", 5,
-			"No auth token found for user 8 in organization 5",
-			lsdb.ErrNoToken, http.StatusBadGateway},
-		{"project without organization", 10,
-			"project 10 has no organization in Label Studio's database",
-			lsdb.ErrNoOrganization, http.StatusBadGateway},
-		{"nobody active", 11,
-			"no active user found for organization 10 of project 11: its creator, the project's creator and its members are all deleted or inactive",
-			lsdb.ErrNoUser, http.StatusBadGateway},
+// TestLabelStudio123 runs lsCases against every store, each on the same
+// rows: subtests sqlite/<case> and postgres/<case>.
+func TestLabelStudio123(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db testDB) {
+		s := db.open(t, lsdb.Options{})
+		for _, tt := range lsCases {
+			t.Run(tt.name, func(t *testing.T) {
+				var got any
+				var err error
+				switch tt.call {
+				case "Resolve":
+					var res *lsdb.Resolution
+					res, err = s.Resolve(t.Context(), tt.id)
+					if res != nil {
+						got = *res
+					}
+				case "Task":
+					project, data, terr := s.Task(t.Context(), tt.id)
+					got, err = fmt.Sprintf("(%d, %s)", project, data), terr
+				}
+				if tt.err != "" {
+					checkFailure(t, fmt.Sprintf("%s(%d)", tt.call, tt.id), got, err, tt.err, tt.sentinel, tt.status)
+					return
+				}
+				if err != nil {
+					t.Fatalf("%s(%d): %v", tt.call, tt.id, err)
+				}
+				var want any = fmt.Sprintf("(%d, %s)", tt.project, tt.data)
+				if tt.call == "Resolve" {
+					w := tt.want
+					w.ProjectID, w.ProjectCreatedAt, w.Token = tt.id, lsCreated, tokenByUser(w.UserID)
+					want = w
+				}
+				if diff := cmp.Diff(got, want); diff != "" {
+					t.Errorf("%s(%d) (-got +want):\n%s", tt.call, tt.id, diff)
+				}
+			})
+		}
+	})
+}
+
+// checkFailure checks that call failed with message msg, an error matching
+// sentinel (and not ErrUnavailable) with HTTP status status.
+func checkFailure(t *testing.T, call string, got any, err error, msg string, sentinel error, status int) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: got %v, want an error", call, got)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			res, err := s.Resolve(t.Context(), tt.project)
-			if err == nil {
-				t.Fatalf("Resolve(%d): got %v, want an error", tt.project, res)
-			}
-			if got := err.Error(); got != tt.msg {
-				t.Errorf("message:\n got %q\nwant %q", got, tt.msg)
-			}
-			if !errors.Is(err, tt.sentinel) {
-				t.Errorf("errors.Is(%v, %v): got false, want true", err, tt.sentinel)
-			}
-			var hs interface{ HTTPStatus() int }
-			if !errors.As(err, &hs) {
-				t.Fatalf("%T has no HTTPStatus", err)
-			}
-			if got := hs.HTTPStatus(); got != tt.httpStatus {
-				t.Errorf("HTTPStatus: got %d, want %d", got, tt.httpStatus)
-			}
-			if errors.Is(err, lsdb.ErrUnavailable) {
-				t.Errorf("errors.Is(%v, ErrUnavailable): got true, want false", err)
-			}
-		})
+	if got := err.Error(); got != msg {
+		t.Errorf("%s: message:\n got %q\nwant %q", call, got, msg)
+	}
+	if !errors.Is(err, sentinel) {
+		t.Errorf("errors.Is(%v, %v): got false, want true", err, sentinel)
+	}
+	var hs interface{ HTTPStatus() int }
+	if !errors.As(err, &hs) {
+		t.Fatalf("%T has no HTTPStatus", err)
+	}
+	if got := hs.HTTPStatus(); got != status {
+		t.Errorf("HTTPStatus: got %d, want %d", got, status)
+	}
+	if errors.Is(err, lsdb.ErrUnavailable) {
+		t.Errorf("errors.Is(%v, ErrUnavailable): got true, want false", err)
 	}
 }
 
@@ -146,105 +191,83 @@ func TestResolveErrors(t *testing.T) {
 // 0002 is not applied. The store must see a change of django_migrations
 // while it runs.
 func TestLegacyRowMissing(t *testing.T) {
-	path := buildLS123(t)
-	s := openStore(t, path, lsdb.Options{})
-	rw := openRW(t, path)
-	steps := []struct {
-		name string
-		sql  string
-		want bool
-	}{
-		{"0002 applied", "", false},
-		{"0002 not applied", "DELETE FROM django_migrations WHERE name = '" + jwtMigration0002 + "'", true},
-		{"row created by Label Studio 1.23", "INSERT INTO jwt_auth_jwtsettings (organization_id, api_tokens_enabled, api_token_ttl_days, created_at, updated_at, legacy_api_tokens_enabled) VALUES (6, 1, 73000, '2026-07-18 00:00:00', '2026-07-18 00:00:00', 0)", false},
-		{"legacy enabled in the UI", "UPDATE jwt_auth_jwtsettings SET legacy_api_tokens_enabled = 1 WHERE organization_id = 6", true},
-	}
-	for _, st := range steps {
-		if st.sql != "" {
-			execSQL(t, rw, st.sql)
+	forEachBackend(t, func(t *testing.T, db testDB) {
+		s := db.open(t, lsdb.Options{})
+		steps := []struct {
+			name string
+			sql  string
+			want bool
+		}{
+			{"0002 applied", "", false},
+			{"0002 not applied", "DELETE FROM django_migrations WHERE name = '" + jwtMigration0002 + "'", true},
+			{"row created by Label Studio 1.23", "INSERT INTO jwt_auth_jwtsettings (organization_id, api_tokens_enabled, api_token_ttl_days, created_at, updated_at, legacy_api_tokens_enabled) VALUES (6, TRUE, 73000, '2026-07-18 00:00:00', '2026-07-18 00:00:00', FALSE)", false},
+			{"legacy enabled in the UI", "UPDATE jwt_auth_jwtsettings SET legacy_api_tokens_enabled = TRUE WHERE organization_id = 6", true},
 		}
-		res, err := s.Resolve(t.Context(), 12)
-		if err != nil {
-			t.Fatalf("%s: %v", st.name, err)
+		for _, st := range steps {
+			if st.sql != "" {
+				db.exec(t, st.sql)
+			}
+			res, err := s.Resolve(t.Context(), 12)
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			if res.LegacyEnabled != st.want {
+				t.Errorf("%s: LegacyEnabled: got %t, want %t", st.name, res.LegacyEnabled, st.want)
+			}
 		}
-		if res.LegacyEnabled != st.want {
-			t.Errorf("%s: LegacyEnabled: got %t, want %t", st.name, res.LegacyEnabled, st.want)
-		}
-	}
+	})
 }
 
 // TestSchemaChange checks that a schema changed while the store runs (as
 // by a Label Studio upgrade or downgrade) is read again.
 func TestSchemaChange(t *testing.T) {
-	path := buildLS123(t)
-	s := openStore(t, path, lsdb.Options{})
-	rw := openRW(t, path)
+	forEachBackend(t, func(t *testing.T, db testDB) {
+		s := db.open(t, lsdb.Options{})
 
-	res, err := s.Resolve(t.Context(), 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.LegacyEnabled {
-		t.Fatalf("before: LegacyEnabled: got true, want false")
-	}
-	if _, err := s.Resolve(t.Context(), 6); !errors.Is(err, lsdb.ErrNotFound) {
-		t.Fatalf("before: Resolve(6): got %v, want ErrNotFound", err)
-	}
+		res, err := s.Resolve(t.Context(), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.LegacyEnabled {
+			t.Fatalf("before: LegacyEnabled: got true, want false")
+		}
+		if _, err := s.Resolve(t.Context(), 6); !errors.Is(err, lsdb.ErrNotFound) {
+			t.Fatalf("before: Resolve(6): got %v, want ErrNotFound", err)
+		}
 
-	// Back to a pre-1.17 schema: no JWT settings, no soft delete.
-	execSQL(t, rw, "DROP TABLE jwt_auth_jwtsettings", "ALTER TABLE project DROP COLUMN deleted_at")
-	res, err = s.Resolve(t.Context(), 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.LegacyEnabled {
-		t.Errorf("after: LegacyEnabled: got false, want true (no jwt_auth_jwtsettings)")
-	}
-	if _, err := s.Resolve(t.Context(), 6); err != nil {
-		t.Errorf("after: Resolve(6): got %v, want the project (no deleted_at column)", err)
-	}
+		// Back to a pre-1.17 schema: no JWT settings, no soft delete.
+		db.exec(t, "DROP TABLE jwt_auth_jwtsettings", "ALTER TABLE project DROP COLUMN deleted_at")
+		res, err = s.Resolve(t.Context(), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.LegacyEnabled {
+			t.Errorf("after: LegacyEnabled: got false, want true (no jwt_auth_jwtsettings)")
+		}
+		if _, err := s.Resolve(t.Context(), 6); err != nil {
+			t.Errorf("after: Resolve(6): got %v, want the project (no deleted_at column)", err)
+		}
 
-	// A table the store needs disappears.
-	execSQL(t, rw, "DROP TABLE authtoken_token")
-	_, err = s.Resolve(t.Context(), 1)
-	want := path + " is not a Label Studio database: table authtoken_token is missing"
-	if err == nil || err.Error() != want {
-		t.Errorf("after DROP: got %v, want %q", err, want)
-	}
-}
+		// Upgraded again: the soft delete is back (a type name both
+		// databases accept).
+		db.exec(t, "ALTER TABLE project ADD COLUMN deleted_at timestamp with time zone NULL",
+			"UPDATE project SET deleted_at = '2026-07-18 00:00:00' WHERE id = 6")
+		if _, err := s.Resolve(t.Context(), 6); !errors.Is(err, lsdb.ErrNotFound) {
+			t.Errorf("after ADD COLUMN: Resolve(6): got %v, want ErrNotFound", err)
+		}
 
-func TestTask(t *testing.T) {
-	path := buildLS123(t)
-	s := openStore(t, path, lsdb.Options{})
-	tests := []struct {
-		name    string
-		task    int64
-		project int64
-		data    string
-		err     string
-	}{
-		{"plain", 1, 1, `{"image": "/data/upload/1/0a1b2c3d-cat.png"}`, ""},
-		{"$undefined$ key kept raw", 2, 2, `{"$undefined$": "/data/upload/2/4e5f6a7b-dog.png"}`, ""},
-		{"task without project", 3, 0, "", "task 3 not found in Label Studio's database"},
-		{"unknown task", 42, 0, "", "task 42 not found in Label Studio's database"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			project, data, err := s.Task(t.Context(), tt.task)
-			if tt.err != "" {
-				if err == nil || err.Error() != tt.err || !errors.Is(err, lsdb.ErrNotFound) {
-					t.Fatalf("Task(%d): got %v, want ErrNotFound %q", tt.task, err, tt.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if project != tt.project || string(data) != tt.data {
-				t.Errorf("Task(%d): got (%d, %s), want (%d, %s)", tt.task, project, data, tt.project, tt.data)
-			}
-		})
-	}
+		// A table the store needs disappears.
+		db.exec(t, "DROP TABLE authtoken_token")
+		_, err = s.Resolve(t.Context(), 1)
+		want := db.notLabelStudio("table authtoken_token is missing")
+		if err == nil || err.Error() != want {
+			t.Errorf("after DROP: got %v, want %q", err, want)
+		}
+		var ue *lsdb.UnavailableError
+		if !errors.As(err, &ue) || ue.Reason != lsdb.ReasonNotLabelStudio {
+			t.Errorf("after DROP: got %#v, want an UnavailableError with reason %s", err, lsdb.ReasonNotLabelStudio)
+		}
+	})
 }
 
 func TestResolutionHidesToken(t *testing.T) {
@@ -276,19 +299,20 @@ func TestResolutionHidesToken(t *testing.T) {
 // TestErrorsHoldNoToken runs every error path of the built database and
 // checks that no token leaks into a message.
 func TestErrorsHoldNoToken(t *testing.T) {
-	path := buildLS123(t)
-	s := openStore(t, path, lsdb.Options{})
-	for p := int64(1); p <= 13; p++ {
-		_, err := s.Resolve(t.Context(), p)
-		if err == nil {
-			continue
-		}
-		for _, u := range lsUsers {
-			if u.token != "" && strings.Contains(err.Error(), u.token) {
-				t.Errorf("Resolve(%d): error holds user %d's token: %v", p, u.id, err)
+	forEachBackend(t, func(t *testing.T, db testDB) {
+		s := db.open(t, lsdb.Options{})
+		for p := int64(1); p <= 13; p++ {
+			_, err := s.Resolve(t.Context(), p)
+			if err == nil {
+				continue
+			}
+			for _, u := range lsUsers {
+				if u.token != "" && strings.Contains(err.Error(), u.token) {
+					t.Errorf("Resolve(%d): error holds user %d's token: %v", p, u.id, err)
+				}
 			}
 		}
-	}
+	})
 }
 
 func TestConcurrentResolve(t *testing.T) {

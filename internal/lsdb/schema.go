@@ -16,11 +16,13 @@ type dialect interface {
 	rebind(query string) string
 
 	// versionQuery is a query returning one integer that changes whenever
-	// the schema may have changed (SQLite: PRAGMA schema_version).
+	// the schema may have changed (SQLite: PRAGMA schema_version;
+	// PostgreSQL: a fingerprint of the catalog rows of the tables read).
 	versionQuery() string
 
 	// columnsQuery returns a query, and its arguments, whose rows are
-	// (table, column) pairs for those of tables that exist.
+	// (table, column) pairs for those of tables that exist, and
+	// (table, NULL) for a table that exists but may not be read.
 	columnsQuery(tables []string) (string, []any)
 
 	// classify turns a driver error into an *UnavailableError when it
@@ -39,6 +41,10 @@ type dialect interface {
 	// notLabelStudio returns the error for a database that lacks what is
 	// named by missing, e.g. "table project is missing".
 	notLabelStudio(missing string) *UnavailableError
+
+	// unreadable returns the error for a table that exists but that the
+	// database user may not read.
+	unreadable(table string) *UnavailableError
 }
 
 // Tables and columns this package reads. Everything in required must exist
@@ -58,6 +64,16 @@ var (
 	optionalTables = []string{"jwt_auth_jwtsettings", "django_migrations"}
 )
 
+// schemaTables returns the names of the tables this package reads: the
+// required ones first, in order, then the optional ones.
+func schemaTables() []string {
+	tables := make([]string, 0, len(required)+len(optionalTables))
+	for _, r := range required {
+		tables = append(tables, r.table)
+	}
+	return append(tables, optionalTables...)
+}
+
 // schema is what introspection found.
 type schema struct {
 	projectDeletedAt bool // project.deleted_at (projects 0032, LS 1.20+)
@@ -68,14 +84,11 @@ type schema struct {
 }
 
 // loadSchema introspects the tables this package reads. It returns an
-// *UnavailableError from d.notLabelStudio when a required table or column
-// is missing.
+// *UnavailableError from d.unreadable when the user may not read one of
+// them, and from d.notLabelStudio when a required table or column is
+// missing.
 func loadSchema(ctx context.Context, tx *sql.Tx, d dialect) (schema, error) {
-	tables := make([]string, 0, len(required)+len(optionalTables))
-	for _, r := range required {
-		tables = append(tables, r.table)
-	}
-	tables = append(tables, optionalTables...)
+	tables := schemaTables()
 	q, args := d.columnsQuery(tables)
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -83,19 +96,30 @@ func loadSchema(ctx context.Context, tx *sql.Tx, d dialect) (schema, error) {
 	}
 	defer rows.Close()
 	cols := map[string]map[string]bool{}
+	denied := map[string]bool{}
 	for rows.Next() {
-		var t, c string
+		var t string
+		var c sql.NullString
 		if err := rows.Scan(&t, &c); err != nil {
 			return schema{}, err
 		}
 		t = strings.ToLower(t)
+		if !c.Valid {
+			denied[t] = true
+			continue
+		}
 		if cols[t] == nil {
 			cols[t] = map[string]bool{}
 		}
-		cols[t][strings.ToLower(c)] = true
+		cols[t][strings.ToLower(c.String)] = true
 	}
 	if err := rows.Err(); err != nil {
 		return schema{}, err
+	}
+	for _, t := range tables {
+		if denied[t] {
+			return schema{}, d.unreadable(t)
+		}
 	}
 	for _, r := range required {
 		if cols[r.table] == nil {
@@ -141,7 +165,10 @@ type queries struct {
 }
 
 // buildQueries writes the queries for schema s. They are plain SQL that
-// SQLite and PostgreSQL both run: CAST for typed parameters, booleans only
+// SQLite and PostgreSQL both run: CAST for typed parameters (BIGINT, so
+// that PostgreSQL takes any int64 id, and compares it with integer or
+// bigint columns through their indexes), a typed NULL where a UNION needs
+// one (PostgreSQL resolves a column of bare NULLs as text), booleans only
 // in WHERE and CASE WHEN, no SELECT *.
 func buildQueries(d dialect, s schema) queries {
 	notDeleted := func(col string) string {
@@ -150,7 +177,7 @@ func buildQueries(d dialect, s schema) queries {
 
 	project := `SELECT p.organization_id, p.created_by_id, p.created_at, o.created_by_id
 FROM project AS p LEFT JOIN organization AS o ON o.id = p.organization_id
-WHERE p.id = ?`
+WHERE p.id = CAST(? AS BIGINT)`
 	if s.projectDeletedAt {
 		project += notDeleted("p.deleted_at")
 	}
@@ -179,12 +206,12 @@ WHERE p.id = ?`
 	}
 	candidates := fmt.Sprintf(`SELECT c.src, u.id, t.key, %s
 FROM (
-  SELECT %d AS src, CAST(? AS INTEGER) AS uid, NULL AS joined, 0 AS mid
-  UNION ALL SELECT %d, CAST(? AS INTEGER), NULL, 0
+  SELECT %d AS src, CAST(? AS BIGINT) AS uid, CAST(NULL AS TIMESTAMP) AS joined, 0 AS mid
+  UNION ALL SELECT %d, CAST(? AS BIGINT), NULL, 0
   UNION ALL SELECT src, uid, joined, mid FROM (
     SELECT %d AS src, m.user_id AS uid, m.created_at AS joined, m.id AS mid
     FROM organizations_organizationmember AS m JOIN htx_user AS mu ON mu.id = m.user_id
-    WHERE m.organization_id = ? AND mu.is_active%s
+    WHERE m.organization_id = CAST(? AS BIGINT) AND mu.is_active%s
     ORDER BY m.created_at, m.id LIMIT %d) AS members
 ) AS c
 JOIN htx_user AS u ON u.id = c.uid
@@ -193,7 +220,7 @@ WHERE u.is_active
 ORDER BY c.src, c.joined, c.mid`,
 		legacy, sourceOrgCreator, sourceProjectCreator, sourceMember, member, maxMembers, jwtJoin)
 
-	task := `SELECT project_id, data FROM task WHERE id = ?`
+	task := `SELECT project_id, data FROM task WHERE id = CAST(? AS BIGINT)`
 
 	return queries{
 		project:    d.rebind(project),

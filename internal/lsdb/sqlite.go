@@ -122,6 +122,12 @@ func (d sqliteDialect) notLabelStudio(missing string) *UnavailableError {
 	}
 }
 
+// unreadable is never called for SQLite, whose columnsQuery returns no
+// NULL column: the file is readable whole or not at all.
+func (d sqliteDialect) unreadable(table string) *UnavailableError {
+	return &UnavailableError{Path: d.path, Reason: ReasonPermission, Msg: "Permission denied: " + d.path}
+}
+
 func (d sqliteDialect) schemaChanging() *UnavailableError {
 	return &UnavailableError{
 		Path:   d.path,
