@@ -293,7 +293,15 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (credSetup, error) 
 		}
 	}
 	dblog := logger.With("component", "lsdb")
-	store, err := lsdb.OpenSQLite(cfg.DBPath, lsdb.Options{Logger: dblog})
+	var store *lsdb.Store
+	var err error
+	database := cfg.DBPath
+	if cfg.DBURL != "" {
+		database = cfg.RedactedDBURL()
+		store, err = lsdb.OpenPostgres(cfg.DBURL, lsdb.Options{Logger: dblog})
+	} else {
+		store, err = lsdb.OpenSQLite(cfg.DBPath, lsdb.Options{Logger: dblog})
+	}
 	if err != nil {
 		return cs, fmt.Errorf("open Label Studio's database: %w", err)
 	}
@@ -318,7 +326,7 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (credSetup, error) 
 		wg.Go(func() { tokens.Watch(bg, 2*time.Second, logger, func() { resolver.Invalidate(0, 0) }) })
 	}
 	wg.Go(func() { health.run(bg, cfg.HealthInterval) })
-	logger.Info("organization middleware on", "database", cfg.DBPath, "tokens_file_organizations", tokens.Len(),
+	logger.Info("organization middleware on", "database", database, "tokens_file_organizations", tokens.Len(),
 		"fallback", static != nil)
 
 	cs.source, cs.inv, cs.checks = resolver, resolver, health.checks

@@ -10,6 +10,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -503,5 +504,42 @@ func TestStartsWithTheDatabaseDown(t *testing.T) {
 			t.Fatalf("predict did not recover: %d %s", code, msg)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPostgresDownAtStart: the backend starts with Label Studio's
+// PostgreSQL unreachable; /health and the 503 name the server, never the
+// password.
+func TestPostgresDownAtStart(t *testing.T) {
+	f := newOrgFixture(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a port that then refuses
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	logs := &syncBuffer{}
+	a := newApp(t, map[string]string{
+		"USE_ORG_MIDDLEWARE":  "true",
+		"LABEL_STUDIO_DB_URL": "postgres://ls:hunter2-secret@" + addr + "/labelstudio",
+		"LABEL_STUDIO_URL":    f.ls.URL,
+	}, logs)
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	resp, err := (&http.Client{Timeout: time.Second}).Get(srv.URL + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"status":"down"`) || !strings.Contains(string(body), addr) {
+		t.Errorf("health: %s; want the database down, naming %s", body, addr)
+	}
+	code, msg := postPredict(srv.URL, orgRequest(t, 1, 0))
+	if code != http.StatusServiceUnavailable || !strings.Contains(msg, addr) {
+		t.Errorf("predict: %d %s; want a 503 naming %s", code, msg, addr)
+	}
+	if strings.Contains(string(body)+msg+logs.String(), "hunter2-secret") {
+		t.Error("the password appears in /health, the response or the log")
 	}
 }

@@ -9,6 +9,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -68,6 +69,10 @@ type Config struct {
 	UseOrgMiddleware bool
 	// DBPath is Label Studio's SQLite database, mounted read-only.
 	DBPath string
+	// DBURL is Label Studio's PostgreSQL database (a postgres:// URL);
+	// when set it is used instead of DBPath. Secret: it may hold a
+	// password.
+	DBURL string
 	// OrgTokensFile maps organization ids to tokens; "" when unset.
 	OrgTokensFile string
 	// OrgCacheSize bounds the cached projects (and organizations).
@@ -128,6 +133,8 @@ var Settings = []Setting{
 	{Names: []string{"SAM_CACHE_DIR"}, Default: "~/.cache/sam-ml-backend", Doc: "Where `scripts/fetch-onnxruntime.sh` caches the ONNX Runtime library, and where the backend looks for it."},
 	{Names: []string{"USE_ORG_MIDDLEWARE"}, Default: "false", Doc: "`true`: each request uses the credential of the organization that owns its project, read from Label Studio's database (see Multiple organizations)."},
 	{Names: []string{"LABEL_STUDIO_DB_PATH"}, Default: "`" + DefaultDBPath + "`", Doc: "Label Studio's SQLite database, opened read-only."},
+	{Names: []string{"LABEL_STUDIO_DB_URL"}, Secret: true, Doc: "Label Studio's PostgreSQL database as `postgres://user:password@host:5432/name`; used instead of the SQLite file. Read-only transactions, a statement timeout, at most 4 connections."},
+	{Names: []string{"DJANGO_DB", "POSTGRE_HOST", "POSTGRE_PORT", "POSTGRE_NAME", "POSTGRE_USER", "POSTGRE_PASSWORD"}, Doc: "Label Studio's own PostgreSQL settings, read when `LABEL_STUDIO_DB_URL` is unset and `DJANGO_DB=default`; each may carry the `LABEL_STUDIO_` prefix, as in Label Studio. The port defaults to 5432."},
 	{Names: []string{"ORG_TOKENS_FILE"}, Doc: "JSON object mapping organization ids to tokens (legacy keys or personal access tokens), for organizations whose token cannot come from the database. Reloaded when it changes. Secret."},
 	{Names: []string{"ORG_CACHE_SIZE"}, Default: "128", Doc: "Projects (and organizations) whose credential is cached."},
 	{Names: []string{"ORG_CACHE_TTL"}, Default: "5m", Doc: "How long a resolved credential is trusted before the database is read again."},
@@ -226,6 +233,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		r.fail("USE_ORG_MIDDLEWARE", v, false, "want true or false")
 	}
 	c.DBPath = r.or("LABEL_STUDIO_DB_PATH", DefaultDBPath)
+	c.DBURL = r.postgresURL()
 	c.OrgTokensFile = getenv("ORG_TOKENS_FILE")
 	c.OrgCacheSize = int(r.int("ORG_CACHE_SIZE", 128, 1, 1<<20))
 	c.OrgCacheTTL = r.duration("ORG_CACHE_TTL", 5*time.Minute)
@@ -286,6 +294,67 @@ func (r *reader) labelStudioURL(name, raw string) *url.URL {
 		return u
 	}
 	return nil
+}
+
+// lsEnv reads one of Label Studio's own settings the way its get_env does:
+// LABEL_STUDIO_<name>, then HEARTEX_<name>, then <name>.
+func (r *reader) lsEnv(name string) (string, string) {
+	return r.firstNamed("LABEL_STUDIO_"+name, "HEARTEX_"+name, name)
+}
+
+// postgresURL returns LABEL_STUDIO_DB_URL, or a URL built from Label
+// Studio's POSTGRE_* settings when DJANGO_DB=default, or "".
+func (r *reader) postgresURL() string {
+	if raw := r.getenv("LABEL_STUDIO_DB_URL"); raw != "" {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil || u.Scheme != "postgres" && u.Scheme != "postgresql":
+			r.fail("LABEL_STUDIO_DB_URL", redactUserinfo(raw), false, "want postgres://user:password@host:5432/name")
+		case u.Host == "" || strings.Trim(u.Path, "/") == "":
+			r.fail("LABEL_STUDIO_DB_URL", redactUserinfo(raw), false, "needs a host and a database name, as in postgres://user:password@host:5432/name")
+		}
+		return raw
+	}
+	if _, db := r.lsEnv("DJANGO_DB"); db != "default" {
+		return ""
+	}
+	hostName, host := r.lsEnv("POSTGRE_HOST")
+	_, port := r.lsEnv("POSTGRE_PORT")
+	nameName, name := r.lsEnv("POSTGRE_NAME")
+	_, user := r.lsEnv("POSTGRE_USER")
+	_, pass := r.lsEnv("POSTGRE_PASSWORD")
+	if port == "" {
+		port = "5432"
+	}
+	if host == "" {
+		r.fail(hostName, "", false, "is needed with DJANGO_DB=default (Label Studio on PostgreSQL); or set LABEL_STUDIO_DB_URL")
+		return ""
+	}
+	if name == "" {
+		r.fail(nameName, "", false, "is needed with DJANGO_DB=default: the database's name")
+		return ""
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		r.fail("POSTGRE_PORT", port, false, "not a port")
+		return ""
+	}
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(host, port), Path: "/" + name}
+	switch {
+	case user != "" && pass != "":
+		u.User = url.UserPassword(user, pass)
+	case user != "":
+		u.User = url.User(user)
+	}
+	return u.String()
+}
+
+// RedactedDBURL returns DBURL with its password hidden, for logs.
+func (c *Config) RedactedDBURL() string {
+	u, err := url.Parse(c.DBURL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // redactUserinfo replaces a "user:password@" before the host with "***@".
