@@ -543,3 +543,38 @@ func TestPostgresDownAtStart(t *testing.T) {
 		t.Error("the password appears in /health, the response or the log")
 	}
 }
+
+// TestDatabaseOutageServesCachedCredentials moves Label Studio's database
+// away partway through a run: the cached credential of project 1 keeps
+// serving past its TTL, and project 2, never resolved, gets a 503 that
+// names the cause.
+func TestDatabaseOutageServesCachedCredentials(t *testing.T) {
+	f := newOrgFixture(t)
+	logs := &syncBuffer{}
+	a := newApp(t, map[string]string{
+		"USE_ORG_MIDDLEWARE":   "true",
+		"LABEL_STUDIO_DB_PATH": f.dbPath,
+		"LABEL_STUDIO_URL":     f.ls.URL,
+		"ORG_CACHE_TTL":        "10ms",
+		"EMBEDDING_CACHE_MB":   "0",
+	}, logs)
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	if code, msg := postPredict(srv.URL, orgRequest(t, 1, 0)); code != 200 {
+		t.Fatalf("before the outage: %d %s", code, msg)
+	}
+	if err := os.Rename(f.dbPath, f.dbPath+".away"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // past the TTL, on the resolver's 250 ms clock
+	if code, msg := postPredict(srv.URL, orgRequest(t, 1, 1)); code != 200 {
+		t.Errorf("cached project during the outage: %d %s", code, msg)
+	}
+	if !strings.Contains(logs.String(), "serving a cached credential") {
+		t.Error("no warning that a stale credential serves")
+	}
+	code, msg := postPredict(srv.URL, orgRequest(t, 2, 0))
+	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "Database file not found at "+f.dbPath) {
+		t.Errorf("uncached project during the outage: %d %s; want 503 naming the missing file", code, msg)
+	}
+}

@@ -40,6 +40,7 @@
 package lsdb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -205,7 +206,7 @@ func OpenSQLite(path string, opts Options) (*Store, error) {
 		drv:    &sqlite.Driver{},
 		opened: opened,
 	}
-	return newStore(sql.OpenDB(conn), sqliteDialect{path: path, busy: opts.BusyTimeout}, opened, opts), nil
+	return newStore(sql.OpenDB(conn), sqliteDialect{path: path, busy: opts.BusyTimeout, file: &fileIdentity{idle: cmp.Or(opts.MaxOpenConns, DefaultMaxOpenConns)}}, opened, opts), nil
 }
 
 // newStore wraps db, whose connections are counted by opened.
@@ -387,6 +388,9 @@ func sourceName(src int64) string {
 // statements, retrying what the dialect calls retryable and classifying
 // the final error.
 func (s *Store) read(ctx context.Context, fn func(context.Context, *sql.Tx, *generation) error) error {
+	if err := s.d.precheck(s.db); err != nil {
+		return err
+	}
 	attempts := 0
 	for {
 		attempts++

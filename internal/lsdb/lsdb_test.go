@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -366,5 +367,43 @@ func TestResolveCanceled(t *testing.T) {
 	_, err := s.Resolve(ctx, 1)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, want context.Canceled", err)
+	}
+}
+
+// TestReplacedOrRemovedFile: pooled connections keep reading a file that was
+// replaced or removed. The store notices: a replaced file is read anew, a
+// removed one is reported missing at once.
+func TestReplacedOrRemovedFile(t *testing.T) {
+	path := buildLS123(t)
+	s := openStore(t, path, lsdb.Options{})
+	ctx := context.Background()
+	before, err := s.Resolve(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(real2025)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil { // a restored backup
+		t.Fatal(err)
+	}
+	after, err := s.Resolve(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Token == before.Token {
+		t.Error("still reading the replaced file")
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Resolve(ctx, 1)
+	if !errors.Is(err, lsdb.ErrUnavailable) || !strings.Contains(err.Error(), "Database file not found at "+path) {
+		t.Errorf("removed file: %v, want the not-found message", err)
 	}
 }

@@ -2,6 +2,7 @@ package lsdb
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -379,3 +380,6 @@ func (d pgDialect) unreadable(table string) *UnavailableError {
 			d.user, table, d.where()),
 	}
 }
+
+// precheck does nothing: a PostgreSQL server reports its own state.
+func (pgDialect) precheck(*sql.DB) error { return nil }

@@ -45,6 +45,11 @@ type dialect interface {
 	// unreadable returns the error for a table that exists but that the
 	// database user may not read.
 	unreadable(table string) *UnavailableError
+
+	// precheck runs before each read. It returns an error when the
+	// database is known to be gone, and may close the pool's idle
+	// connections when they would read something stale.
+	precheck(db *sql.DB) error
 }
 
 // Tables and columns this package reads. Everything in required must exist

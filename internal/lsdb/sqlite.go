@@ -2,6 +2,7 @@ package lsdb
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -93,6 +95,35 @@ func (c *sqliteConnector) Driver() driver.Driver { return c.drv }
 type sqliteDialect struct {
 	path string
 	busy time.Duration
+	file *fileIdentity
+}
+
+// fileIdentity remembers which file the pool's connections opened.
+type fileIdentity struct {
+	mu   sync.Mutex
+	last os.FileInfo
+	idle int // the pool's idle connections, restored after a drop
+}
+
+// precheck looks at the database file before each read: open connections
+// keep reading a file that was removed or replaced (an unmounted volume, a
+// restored backup), so a missing file is reported at once, and a replaced
+// one makes the pool drop its idle connections and open the new file.
+func (d sqliteDialect) precheck(db *sql.DB) error {
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		u := d.classifyOpen(err)
+		u.Err = err
+		return u
+	}
+	d.file.mu.Lock()
+	defer d.file.mu.Unlock()
+	if d.file.last != nil && !os.SameFile(d.file.last, fi) {
+		db.SetMaxIdleConns(0) // closes the idle connections to the old file
+		db.SetMaxIdleConns(d.file.idle)
+	}
+	d.file.last = fi
+	return nil
 }
 
 func (sqliteDialect) rebind(q string) string { return q }
