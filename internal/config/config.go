@@ -134,7 +134,7 @@ var Settings = []Setting{
 	{Names: []string{"USE_ORG_MIDDLEWARE"}, Default: "false", Doc: "`true`: each request uses the credential of the organization that owns its project, read from Label Studio's database (see Multiple organizations)."},
 	{Names: []string{"LABEL_STUDIO_DB_PATH"}, Default: "`" + DefaultDBPath + "`", Doc: "Label Studio's SQLite database, opened read-only."},
 	{Names: []string{"LABEL_STUDIO_DB_URL"}, Secret: true, Doc: "Label Studio's PostgreSQL database as `postgres://user:password@host:5432/name`; used instead of the SQLite file. Read-only transactions, a statement timeout, at most 4 connections."},
-	{Names: []string{"DJANGO_DB", "POSTGRE_HOST", "POSTGRE_PORT", "POSTGRE_NAME", "POSTGRE_USER", "POSTGRE_PASSWORD"}, Doc: "Label Studio's own PostgreSQL settings, read when `LABEL_STUDIO_DB_URL` is unset and `DJANGO_DB=default`; each may carry the `LABEL_STUDIO_` prefix, as in Label Studio. The port defaults to 5432."},
+	{Names: []string{"DJANGO_DB", "POSTGRE_HOST", "POSTGRE_PORT", "POSTGRE_NAME", "POSTGRE_USER", "POSTGRE_PASSWORD"}, Doc: "Label Studio's own PostgreSQL settings, read when `LABEL_STUDIO_DB_URL` is unset and `DJANGO_DB` is `default` or `postgresql`; each may carry the `LABEL_STUDIO_` prefix, and unset ones take Label Studio's defaults (host `localhost`, port 5432, name, user and password `postgres`)."},
 	{Names: []string{"ORG_TOKENS_FILE"}, Doc: "JSON object mapping organization ids to tokens (legacy keys or personal access tokens), for organizations whose token cannot come from the database. Reloaded when it changes. Secret."},
 	{Names: []string{"ORG_CACHE_SIZE"}, Default: "128", Doc: "Projects (and organizations) whose credential is cached."},
 	{Names: []string{"ORG_CACHE_TTL"}, Default: "5m", Doc: "How long a resolved credential is trusted before the database is read again."},
@@ -303,58 +303,56 @@ func (r *reader) lsEnv(name string) (string, string) {
 }
 
 // postgresURL returns LABEL_STUDIO_DB_URL, or a URL built from Label
-// Studio's POSTGRE_* settings when DJANGO_DB=default, or "".
+// Studio's POSTGRE_* settings (with Label Studio's defaults) when DJANGO_DB
+// is "default" or "postgresql", or "".
 func (r *reader) postgresURL() string {
 	if raw := r.getenv("LABEL_STUDIO_DB_URL"); raw != "" {
+		// The URL can hold a password in several places (user:pw@,
+		// ?password=, unescaped), so a bad one is never shown.
 		u, err := url.Parse(raw)
 		switch {
 		case err != nil || u.Scheme != "postgres" && u.Scheme != "postgresql":
-			r.fail("LABEL_STUDIO_DB_URL", redactUserinfo(raw), false, "want postgres://user:password@host:5432/name")
+			r.fail("LABEL_STUDIO_DB_URL", raw, true, "want postgres://user:password@host:5432/name (special characters in the password %-escaped)")
 		case u.Host == "" || strings.Trim(u.Path, "/") == "":
-			r.fail("LABEL_STUDIO_DB_URL", redactUserinfo(raw), false, "needs a host and a database name, as in postgres://user:password@host:5432/name")
+			r.fail("LABEL_STUDIO_DB_URL", raw, true, "needs a host and a database name, as in postgres://user:password@host:5432/name")
 		}
 		return raw
 	}
-	if _, db := r.lsEnv("DJANGO_DB"); db != "default" {
+	if _, db := r.lsEnv("DJANGO_DB"); db != "default" && db != "postgresql" {
 		return ""
 	}
-	hostName, host := r.lsEnv("POSTGRE_HOST")
-	_, port := r.lsEnv("POSTGRE_PORT")
-	nameName, name := r.lsEnv("POSTGRE_NAME")
-	_, user := r.lsEnv("POSTGRE_USER")
-	_, pass := r.lsEnv("POSTGRE_PASSWORD")
-	if port == "" {
-		port = "5432"
+	get := func(name, def string) (string, string) {
+		n, v := r.lsEnv(name)
+		if v == "" {
+			v = def
+		}
+		return n, v
 	}
-	if host == "" {
-		r.fail(hostName, "", false, "is needed with DJANGO_DB=default (Label Studio on PostgreSQL); or set LABEL_STUDIO_DB_URL")
-		return ""
-	}
-	if name == "" {
-		r.fail(nameName, "", false, "is needed with DJANGO_DB=default: the database's name")
-		return ""
-	}
+	_, host := get("POSTGRE_HOST", "localhost")
+	portName, port := get("POSTGRE_PORT", "5432")
+	_, name := get("POSTGRE_NAME", "postgres")
+	_, user := get("POSTGRE_USER", "postgres")
+	_, pass := get("POSTGRE_PASSWORD", "postgres")
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		r.fail("POSTGRE_PORT", port, false, "not a port")
+		r.fail(portName, port, false, "not a port")
 		return ""
 	}
-	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(host, port), Path: "/" + name}
-	switch {
-	case user != "" && pass != "":
-		u.User = url.UserPassword(user, pass)
-	case user != "":
-		u.User = url.User(user)
-	}
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(host, port), Path: "/" + name, User: url.UserPassword(user, pass)}
 	return u.String()
 }
 
-// RedactedDBURL returns DBURL with its password hidden, for logs.
+// RedactedDBURL returns DBURL for logs: scheme, user, host and database,
+// without a password or query parameters (which may carry one).
 func (c *Config) RedactedDBURL() string {
 	u, err := url.Parse(c.DBURL)
 	if err != nil {
 		return "(unparsable URL)"
 	}
-	return u.Redacted()
+	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	if u.User != nil {
+		shown.User = url.User(u.User.Username())
+	}
+	return shown.String()
 }
 
 // redactUserinfo replaces a "user:password@" before the host with "***@".

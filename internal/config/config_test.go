@@ -134,7 +134,8 @@ func TestPostgresSettings(t *testing.T) {
 	}{
 		{map[string]string{"LABEL_STUDIO_DB_URL": "postgres://ls:pw@db:5432/labelstudio"}, "postgres://ls:pw@db:5432/labelstudio"},
 		{map[string]string{"DJANGO_DB": "default", "POSTGRE_HOST": "db", "POSTGRE_NAME": "ls", "POSTGRE_USER": "u", "POSTGRE_PASSWORD": "p@ss/w"}, "postgres://u:p%40ss%2Fw@db:5432/ls"},
-		{map[string]string{"LABEL_STUDIO_DJANGO_DB": "default", "LABEL_STUDIO_POSTGRE_HOST": "h", "POSTGRE_HOST": "ignored", "LABEL_STUDIO_POSTGRE_NAME": "n", "POSTGRE_PORT": "6432"}, "postgres://h:6432/n"},
+		{map[string]string{"LABEL_STUDIO_DJANGO_DB": "default", "LABEL_STUDIO_POSTGRE_HOST": "h", "POSTGRE_HOST": "ignored", "LABEL_STUDIO_POSTGRE_NAME": "n", "POSTGRE_PORT": "6432"}, "postgres://postgres:postgres@h:6432/n"},
+		{map[string]string{"DJANGO_DB": "postgresql"}, "postgres://postgres:postgres@localhost:5432/postgres"}, // Label Studio's defaults
 		{map[string]string{"POSTGRE_HOST": "db", "POSTGRE_NAME": "ls"}, ""}, // DJANGO_DB is sqlite by default
 	}
 	for _, tt := range tests {
@@ -147,14 +148,17 @@ func TestPostgresSettings(t *testing.T) {
 			t.Errorf("Load(%v).DBURL = %q, want %q", tt.env, c.DBURL, tt.want)
 		}
 	}
-	c, _ := config.Load(env(map[string]string{"LABEL_STUDIO_DB_URL": "postgres://ls:hunter2@db:5432/labelstudio"}))
-	if got := c.RedactedDBURL(); strings.Contains(got, "hunter2") {
-		t.Errorf("RedactedDBURL() = %q shows the password", got)
+	for _, dsn := range []string{"postgres://ls:hunter2@db:5432/labelstudio", "postgres://ls@db:5432/labelstudio?password=hunter2&sslmode=disable"} {
+		c, _ := config.Load(env(map[string]string{"LABEL_STUDIO_DB_URL": dsn}))
+		if got := c.RedactedDBURL(); strings.Contains(got, "hunter2") || got != "postgres://ls@db:5432/labelstudio" {
+			t.Errorf("RedactedDBURL() of %q = %q, want postgres://ls@db:5432/labelstudio", dsn, got)
+		}
 	}
 	for _, bad := range []map[string]string{
 		{"LABEL_STUDIO_DB_URL": "mysql://u:hunter2@db/x"},
 		{"LABEL_STUDIO_DB_URL": "postgres://u:hunter2@db"},
-		{"DJANGO_DB": "default", "POSTGRE_NAME": "x", "POSTGRE_PASSWORD": "hunter2"},
+		{"LABEL_STUDIO_DB_URL": "postgres://u:hun/ter2@db:5432/x"},
+		{"LABEL_STUDIO_DB_URL": "postgres://db?password=hunter2"},
 		{"DJANGO_DB": "default", "POSTGRE_HOST": "h", "POSTGRE_NAME": "x", "POSTGRE_PORT": "big", "POSTGRE_PASSWORD": "hunter2"},
 	} {
 		_, err := config.Load(env(bad))

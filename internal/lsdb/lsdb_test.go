@@ -399,6 +399,15 @@ func TestReplacedOrRemovedFile(t *testing.T) {
 	if after.Token == before.Token {
 		t.Error("still reading the replaced file")
 	}
+	if err := os.WriteFile(tmp, []byte("not a database, but a file of text that is long enough to look like a header"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil { // a broken copy
+		t.Fatal(err)
+	}
+	if _, err := s.Resolve(ctx, 1); !errors.Is(err, lsdb.ErrUnavailable) || !strings.Contains(err.Error(), "not an SQLite database") {
+		t.Errorf("file replaced by a non-database: %v, want the not-a-database message", err)
+	}
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}

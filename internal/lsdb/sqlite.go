@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"modernc.org/sqlite"
@@ -115,6 +116,10 @@ func (d sqliteDialect) precheck(db *sql.DB) error {
 		u := d.classifyOpen(err)
 		u.Err = err
 		return u
+	}
+	const readable = 4 // R_OK: open connections would still read a file made unreadable
+	if err := syscall.Access(d.path, readable); err != nil {
+		return &UnavailableError{Path: d.path, Reason: ReasonPermission, Msg: "Permission denied: " + d.path, Err: err}
 	}
 	d.file.mu.Lock()
 	defer d.file.mu.Unlock()
