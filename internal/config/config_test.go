@@ -136,7 +136,7 @@ func TestPostgresSettings(t *testing.T) {
 		{map[string]string{"DJANGO_DB": "default", "POSTGRE_HOST": "db", "POSTGRE_NAME": "ls", "POSTGRE_USER": "u", "POSTGRE_PASSWORD": "p@ss/w"}, "postgres://u:p%40ss%2Fw@db:5432/ls"},
 		{map[string]string{"LABEL_STUDIO_DJANGO_DB": "default", "LABEL_STUDIO_POSTGRE_HOST": "h", "POSTGRE_HOST": "ignored", "LABEL_STUDIO_POSTGRE_NAME": "n", "POSTGRE_PORT": "6432"}, "postgres://postgres:postgres@h:6432/n"},
 		{map[string]string{"DJANGO_DB": "postgresql"}, "postgres://postgres:postgres@localhost:5432/postgres"}, // Label Studio's defaults
-		{map[string]string{"POSTGRE_HOST": "db", "POSTGRE_NAME": "ls"}, ""}, // DJANGO_DB is sqlite by default
+		{map[string]string{"POSTGRE_HOST": "db", "POSTGRE_NAME": "ls"}, ""},                                    // DJANGO_DB is sqlite by default
 	}
 	for _, tt := range tests {
 		c, err := config.Load(env(tt.env))
