@@ -116,6 +116,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		CacheBytes:         cacheBytes,
 		EncoderConcurrency: cfg.EncoderConcurrency,
 		Logger:             logger,
+		Binder:             cs.binder,
 	})
 	srv, err := httpapi.New(httpapi.Config{
 		ModelVersion: modelVersion,
@@ -259,7 +260,9 @@ type credSetup struct {
 	// scope names the tenant of a project for the embedding cache; nil
 	// with a single credential.
 	scope func(ctx context.Context, project string) (string, error)
-	close func()
+	// binder checks requests against the database; nil without one.
+	binder predict.Binder
+	close  func()
 }
 
 // newCredentials builds what authenticates image requests to Label Studio:
@@ -330,6 +333,7 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (credSetup, error) 
 		"fallback", static != nil)
 
 	cs.source, cs.inv, cs.checks = resolver, resolver, health.checks
+	cs.binder = taskBinder{db: store, log: logger}
 	cs.scope = func(ctx context.Context, project string) (string, error) {
 		org, err := resolver.Organization(ctx, project)
 		if err != nil {

@@ -95,6 +95,7 @@ func newOrgFixture(t *testing.T) *orgFixture {
 				VALUES (%d, 'Project %d', 0, 0, '%s', '%s', %d, 1, 1, 100, 0, 0, %d, 0, 1, 1, 0, 0, 0, 0, 0)`, org, org, created, created, org, org),
 		)
 	}
+	stmts = append(stmts, orgTaskRows("0", "'"+orgCreatedAt+"'")...)
 	for _, s := range stmts {
 		if _, err := db.Exec(s); err != nil {
 			t.Fatalf("build database: %v\n%s", err, s)
@@ -175,6 +176,27 @@ func (f *orgFixture) rotate(t *testing.T, org int64) {
 	f.mu.Unlock()
 }
 
+// orgTasks is how many tasks each organization's project has.
+const orgTasks = 200
+
+// orgTaskID is the id of task n of organization org's project.
+func orgTaskID(org int64, n int) int64 { return org*1000 + int64(n) }
+
+// orgTaskRows inserts the tasks of both projects: task n holds image
+// /data/upload/<org>/img-<n>.png. false and ts are the dialect's literals.
+func orgTaskRows(false_, ts string) []string {
+	var stmts []string
+	for org := int64(1); org <= 2; org++ {
+		for n := range orgTasks {
+			stmts = append(stmts, fmt.Sprintf(`INSERT INTO task (id, data, created_at, updated_at, is_labeled, project_id, overlap,
+				total_annotations, cancelled_annotations, total_predictions, comment_count, unresolved_comment_count)
+				VALUES (%d, '{"image": "/data/upload/%d/img-%d.png"}', %s, %s, %s, %d, 1, 0, 0, 0, 0, 0)`,
+				orgTaskID(org, n), org, n, ts, ts, false_, org))
+		}
+	}
+	return stmts
+}
+
 // orgRequest is a click on image n of organization org's project.
 func orgRequest(t *testing.T, org int64, n int) []byte {
 	t.Helper()
@@ -186,6 +208,7 @@ func orgRequest(t *testing.T, org int64, n int) []byte {
 	json.Unmarshal(b, &req)
 	req["project"] = orgProject(org)
 	task := req["tasks"].([]any)[0].(map[string]any)
+	task["id"] = orgTaskID(org, n)
 	task["project"] = org
 	task["data"] = map[string]any{"image": fmt.Sprintf("/data/upload/%d/img-%d.png", org, n)}
 	region := req["params"].(map[string]any)["context"].(map[string]any)["result"].([]any)[0].(map[string]any)
@@ -314,8 +337,8 @@ func TestEmbeddingCacheIsPerOrganization(t *testing.T) {
 		t.Fatalf("organization 1: %d %s", code, msg)
 	}
 	crossed := bytes.Replace(orgRequest(t, 1, 0), []byte(`"`+orgProject(1)+`"`), []byte(`"`+orgProject(2)+`"`), 1)
-	if code, msg := postPredict(srv.URL, crossed); code != http.StatusBadGateway {
-		t.Errorf("organization 2 asking for organization 1's cached image: %d %s; want 502 (Label Studio refused organization 2's token)", code, msg)
+	if code, msg := postPredict(srv.URL, crossed); code != http.StatusForbidden {
+		t.Errorf("organization 2 asking for organization 1's cached image: %d %s; want 403", code, msg)
 	}
 	if code, _ := postPredict(srv.URL, orgRequest(t, 1, 0)); code != 200 {
 		t.Error("organization 1's second click failed")
@@ -576,5 +599,58 @@ func TestDatabaseOutageServesCachedCredentials(t *testing.T) {
 	code, msg := postPredict(srv.URL, orgRequest(t, 2, 0))
 	if code != http.StatusServiceUnavailable || !strings.Contains(msg, "Database file not found at "+f.dbPath) {
 		t.Errorf("uncached project during the outage: %d %s; want 503 naming the missing file", code, msg)
+	}
+}
+
+// TestRequestsAreBoundToTheirTask: whoever holds the backend's URL and
+// credentials cannot name another organization's project, a task of
+// another project, or an image that is not the task's.
+func TestRequestsAreBoundToTheirTask(t *testing.T) {
+	f := newOrgFixture(t)
+	a := newApp(t, map[string]string{
+		"USE_ORG_MIDDLEWARE":   "true",
+		"LABEL_STUDIO_DB_PATH": f.dbPath,
+		"LABEL_STUDIO_URL":     f.ls.URL,
+	}, io.Discard)
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	edit := func(org int64, n int, change func(map[string]any)) []byte {
+		var req map[string]any
+		json.Unmarshal(orgRequest(t, org, n), &req)
+		change(req)
+		b, _ := json.Marshal(req)
+		return b
+	}
+	task := func(req map[string]any) map[string]any { return req["tasks"].([]any)[0].(map[string]any) }
+	tests := []struct {
+		name   string
+		body   []byte
+		detail string
+	}{
+		{"another organization's project with its own task", edit(1, 3, func(r map[string]any) { r["project"] = orgProject(2) }),
+			"task 1003 does not belong to project 2"},
+		{"an image that is not the task's", edit(2, 3, func(r map[string]any) {
+			task(r)["data"] = map[string]any{"image": "/data/upload/1/img-3.png"}
+		}), "is not task 2003's image"},
+		{"a task that does not exist", edit(2, 3, func(r map[string]any) { task(r)["id"] = 999999 }),
+			"task 999999 is not in Label Studio's database"},
+	}
+	before := len(f.seen)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, msg := postPredict(srv.URL, tt.body)
+			if code != http.StatusForbidden || !strings.Contains(msg, tt.detail) {
+				t.Errorf("got %d %s; want 403 with %q", code, msg, tt.detail)
+			}
+		})
+	}
+	f.mu.Lock()
+	fetched := len(f.seen) - before
+	f.mu.Unlock()
+	if fetched != 0 {
+		t.Errorf("Label Studio got %d image requests for refused predictions, want 0", fetched)
+	}
+	if code, msg := postPredict(srv.URL, orgRequest(t, 2, 3)); code != 200 {
+		t.Errorf("the genuine request: %d %s", code, msg)
 	}
 }

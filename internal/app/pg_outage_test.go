@@ -252,7 +252,7 @@ func pgOrgRows(keys map[int64]string) []string {
 				org, org, created, created, org, org),
 		)
 	}
-	return stmts
+	return append(stmts, orgTaskRows("false", ts)...)
 }
 
 // outageBackend is a backend reading Label Studio's database from a

@@ -32,6 +32,14 @@ type Images interface {
 	Fetch(ctx context.Context, ref string, taskID int64, project string) (image.Image, error)
 }
 
+// Binder checks that a request's task belongs to its project and that the
+// image it names is the task's own, against Label Studio's database. It
+// returns a *Error (403) when they do not match, and nil when they do or
+// when the database cannot say.
+type Binder interface {
+	CheckTask(ctx context.Context, project string, taskID int64, dataKey, ref string) error
+}
+
 // Segmenter runs SAM.
 type Segmenter interface {
 	// Encode computes an image's embedding.
@@ -67,6 +75,9 @@ type Options struct {
 	// Observe, if set, is called with the stage timings of every
 	// successful prediction.
 	Observe func(Timings)
+	// Binder, if set, binds each request to its task before anything is
+	// fetched.
+	Binder Binder
 }
 
 // Service makes predictions. It is safe for concurrent use.
@@ -78,6 +89,7 @@ type Service struct {
 	cache     *lru.Cache[string, *sam.Embedding]
 	encSlot   chan struct{}
 	fetchSlot chan struct{}
+	binder    Binder
 	running   sync.WaitGroup // flights under way
 
 	mu      sync.Mutex // guards flights, closed, and cache lookups with them
@@ -107,6 +119,7 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 		encSlot:   make(chan struct{}, opts.EncoderConcurrency),
 		fetchSlot: make(chan struct{}, fetchConcurrency),
 		observe:   opts.Observe,
+		binder:    opts.Binder,
 		flights:   make(map[string]*flight),
 	}
 	s.cache = lru.New(lru.Options[string, *sam.Embedding]{
@@ -199,6 +212,11 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 	key, err := s.images.Key(ctx, ref, task.ID, string(req.Project))
 	if err != nil {
 		return nil, fmt.Errorf("resolve image of task %d: %w", task.ID, err)
+	}
+	if s.binder != nil {
+		if err := s.binder.CheckTask(ctx, string(req.Project), task.ID, target.DataKey, ref); err != nil {
+			return nil, err
+		}
 	}
 
 	var t Timings

@@ -560,3 +560,30 @@ func TestHealthStaysFastDuringInference(t *testing.T) {
 	close(seg.gate)
 	wg.Wait()
 }
+
+type binderFunc func(project string, taskID int64, key, ref string) error
+
+func (f binderFunc) CheckTask(_ context.Context, project string, taskID int64, key, ref string) error {
+	return f(project, taskID, key, ref)
+}
+
+func TestBinderRefusesBeforeFetching(t *testing.T) {
+	var got []any
+	refuse := binderFunc(func(project string, taskID int64, key, ref string) error {
+		got = []any{project, taskID, key, ref}
+		return &predict.Error{Status: 403, Msg: "task 1 does not belong to project 1"}
+	})
+	imgs := &fakeImages{w: 8, h: 8}
+	s := predict.New(imgs, &fakeSAM{}, predict.Options{Binder: refuse})
+	_, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+	var pe *predict.Error
+	if !errors.As(err, &pe) || pe.Status != 403 {
+		t.Errorf("err = %v, want the binder's 403", err)
+	}
+	if want := []any{"1.1700000000", int64(1), "image", "/data/upload/1/2bd44c48-banana.jpg"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("binder got %v, want %v", got, want)
+	}
+	if n := imgs.fetches.Load(); n != 0 {
+		t.Errorf("fetched %d times after a refusal, want 0", n)
+	}
+}

@@ -1,0 +1,56 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/lsdb"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/predict"
+)
+
+// taskBinder checks requests against Label Studio's database: a caller
+// who holds the backend's URL and credentials must not be able to name
+// another organization's project with an image of its choosing.
+type taskBinder struct {
+	db  *lsdb.Store
+	log *slog.Logger
+}
+
+func (b taskBinder) CheckTask(ctx context.Context, project string, taskID int64, dataKey, ref string) error {
+	forbid := func(format string, args ...any) error {
+		return &predict.Error{Status: http.StatusForbidden, Msg: fmt.Sprintf(format, args...)}
+	}
+	p, err := ls.ParseProjectRef(project)
+	if err != nil {
+		return &predict.Error{Status: http.StatusBadRequest, Msg: err.Error()}
+	}
+	pid, data, err := b.db.Task(ctx, taskID)
+	switch {
+	case errors.Is(err, lsdb.ErrNotFound):
+		return forbid("task %d is not in Label Studio's database", taskID)
+	case errors.Is(err, lsdb.ErrUnavailable):
+		// The binding applies whenever the database can say; the
+		// credential step reports the outage itself.
+		b.log.Warn("cannot check the task against Label Studio's database", "task", taskID, "err", err)
+		return nil
+	case err != nil:
+		return fmt.Errorf("check task %d: %w", taskID, err)
+	}
+	if pid != p.ID {
+		return forbid("task %d does not belong to project %d", taskID, p.ID)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return forbid("task %d has no data the backend can read", taskID)
+	}
+	stored, err := ls.Task{ID: taskID, Data: fields}.ImageRef(dataKey)
+	if err != nil || stored != ref {
+		return forbid("the image of the request is not task %d's image in Label Studio's database", taskID)
+	}
+	return nil
+}
