@@ -96,6 +96,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 	fetcher, err := imagefetch.New(imagefetch.Config{
 		LabelStudio:    cfg.LabelStudioURL,
 		LocalFilesRoot: cfg.LocalFilesRoot,
+		AllowedHosts:   cfg.AllowedImageHosts,
 		Credentials:    cs.source,
 		MaxBytes:       cfg.MaxImageBytes,
 		MaxPixels:      cfg.MaxImagePixels,

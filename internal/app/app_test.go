@@ -320,3 +320,30 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		t.Error("the error shows the token")
 	}
 }
+
+// TestInternalAddressesAreRefused: a task whose image points at the cloud
+// metadata address or at a loopback service gets a 403 and nothing is
+// fetched; Label Studio's own origin, on loopback here, still works.
+func TestInternalAddressesAreRefused(t *testing.T) {
+	lsrv := newFakeLS(t)
+	a := newApp(t, map[string]string{"LABEL_STUDIO_URL": lsrv.URL, "LABEL_STUDIO_API_KEY": legacyKey}, io.Discard)
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("a loopback service was fetched: %s", r.URL)
+	}))
+	defer other.Close()
+	for _, target := range []string{"http://169.254.169.254/latest/meta-data/iam", other.URL + "/admin?token=x"} {
+		body := bytes.Replace(clickRequest(t, 10, 10), []byte(`"/data/upload/1/2bd44c48-photo.jpg"`), []byte(fmt.Sprintf("%q", target)), 1)
+		resp, err := http.Post(srv.URL+"/predict", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "refusing to fetch") || strings.Contains(string(b), "token=x") {
+			t.Errorf("%s: %d %s; want 403 naming the refusal, without the query", target, resp.StatusCode, b)
+		}
+	}
+	predict(t, srv.URL, clickRequest(t, 100, 100)) // Label Studio itself, on 127.0.0.1
+}

@@ -60,6 +60,9 @@ type Config struct {
 	MaxImagePixels int64
 	// FetchTimeout bounds one image download.
 	FetchTimeout time.Duration
+	// AllowedImageHosts may be fetched from although they are loopback,
+	// link-local or private addresses.
+	AllowedImageHosts []string
 
 	// LogLevel is DEBUG, INFO, WARNING or ERROR.
 	LogLevel string
@@ -128,6 +131,7 @@ var Settings = []Setting{
 	{Names: []string{"MAX_REQUEST_BYTES"}, Default: "33554432", Doc: "Largest request body (interactive payloads carry drafts)."},
 	{Names: []string{"MAX_IMAGE_BYTES"}, Default: "67108864", Doc: "Largest image download."},
 	{Names: []string{"MAX_IMAGE_PIXELS"}, Default: "100000000", Doc: "Largest image, in pixels, checked from the header before decoding."},
+	{Names: []string{"ALLOWED_IMAGE_HOSTS"}, Doc: "Comma-separated hosts (`host` or `host:port`) that images may be fetched from although they are loopback, link-local or private addresses, e.g. `minio:9000`. Label Studio's own origin is always allowed."},
 	{Names: []string{"FETCH_TIMEOUT"}, Default: "30s", Doc: "Time limit for one image download."},
 	{Names: []string{"LOG_LEVEL"}, Default: "INFO", Doc: "`DEBUG`, `INFO`, `WARNING` or `ERROR`."},
 	{Names: []string{"SAM_CACHE_DIR"}, Default: "~/.cache/sam-ml-backend", Doc: "Where `scripts/fetch-onnxruntime.sh` caches the ONNX Runtime library, and where the backend looks for it."},
@@ -231,6 +235,11 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 	default:
 		r.fail("USE_ORG_MIDDLEWARE", v, false, "want true or false")
+	}
+	for _, h := range strings.Split(getenv("ALLOWED_IMAGE_HOSTS"), ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.AllowedImageHosts = append(c.AllowedImageHosts, h)
+		}
 	}
 	c.DBPath = r.or("LABEL_STUDIO_DB_PATH", DefaultDBPath)
 	c.DBURL = r.postgresURL()

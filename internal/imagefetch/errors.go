@@ -46,9 +46,14 @@ func badRef(format string, args ...any) *Error {
 	return &Error{Status: http.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
 }
 
-// transportError maps an error of http.Client.Do or of reading a body.
+// transportError maps an error of http.Client.Do or of reading a body; a
+// refused destination is a 403.
 // It drops *url.Error's URL, which may carry a presigned signature.
 func transportError(err error, verb, name string, timeout time.Duration) *Error {
+	var refused *refusal
+	if errors.As(err, &refused) {
+		return refused.asError(name)
+	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		err = uerr.Err

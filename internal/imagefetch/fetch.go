@@ -10,6 +10,15 @@
 // and port), on the first request and on every redirect hop that stays on
 // that origin; a redirect elsewhere (the presigned URL that
 // /tasks/<id>/resolve/ answers with, for instance) never carries them.
+//
+// Absolute URLs whose destination is a loopback, link-local, private,
+// carrier-grade NAT or unspecified address are refused with a 403, on the
+// first request, on every redirect hop and, for host names, on every
+// address they resolve to when dialing, unless the URL is on Label
+// Studio's origin or its host is in Config.AllowedHosts
+// (ALLOWED_IMAGE_HOSTS): a task must not make the backend fetch from the
+// cloud metadata service or the private network.
+//
 // Every error of this package is an *Error whose text is safe to show to a
 // client, with the HTTP status the backend should answer with.
 package imagefetch
@@ -72,8 +81,19 @@ type Config struct {
 	MaxPixels int64
 	// Timeout bounds a whole Fetch (default DefaultTimeout).
 	Timeout time.Duration
+	// AllowedHosts (ALLOWED_IMAGE_HOSTS) lists the image servers that may
+	// be fetched from although they are on a loopback, link-local or
+	// private address: "host" allows any port, "host:port" (or
+	// "[v6addr]:port") that port only; host names compare
+	// case-insensitively. Label Studio's origin is always allowed.
+	AllowedHosts []string
 	// Transport carries the HTTP requests (default: a clone of
-	// http.DefaultTransport).
+	// http.DefaultTransport). An *http.Transport is cloned and its dialer
+	// wrapped, so that the address of every connection is checked; any
+	// other RoundTripper gets the URL checks only (literal addresses, on
+	// every redirect hop), not the check of resolved addresses. When the
+	// transport uses a proxy, the proxy resolves host names, and only the
+	// URL checks apply.
 	Transport http.RoundTripper
 	// UserAgent is the User-Agent header (default DefaultUserAgent).
 	UserAgent string
@@ -90,10 +110,13 @@ type Fetcher struct {
 	timeout   time.Duration
 	userAgent string
 	client    *http.Client
+	allowed   map[string]bool // hostKey or hostKey:port
+	guard     *guard          // nil when Transport is not an *http.Transport
 }
 
 // New returns a Fetcher for cfg, with defaults for its zero fields.
 func New(cfg Config) (*Fetcher, error) {
+	var err error
 	f := &Fetcher{
 		localRoot: cfg.LocalFilesRoot,
 		creds:     cfg.Credentials,
@@ -135,21 +158,25 @@ func New(cfg Config) (*Fetcher, error) {
 	if f.userAgent == "" {
 		f.userAgent = DefaultUserAgent
 	}
-	tr := cfg.Transport
-	if tr == nil {
-		tr = http.DefaultTransport.(*http.Transport).Clone()
+	if f.allowed, err = parseAllowedHosts(cfg.AllowedHosts); err != nil {
+		return nil, err
 	}
-	f.client = &http.Client{Transport: tr, CheckRedirect: f.checkRedirect}
+	f.client = &http.Client{Transport: f.guardTransport(cfg.Transport), CheckRedirect: f.checkRedirect}
 	return f, nil
 }
 
-// checkRedirect follows at most maxRedirects hops and removes
+// checkRedirect follows at most maxRedirects hops, refuses a hop to a
+// blocked address (see checkURL), and removes
 // Authorization from every hop that leaves Label Studio's origin. Go's own
 // rule keeps the header when only the port changes, which would send a
 // Label Studio token to, say, MinIO on the same host.
 func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= maxRedirects {
 		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	if r := f.checkURL(req.URL); r != nil {
+		r.hop = safeName(req.URL)
+		return r
 	}
 	if f.ls == nil || !sameOrigin(req.URL, f.ls) {
 		req.Header.Del("Authorization")
@@ -259,6 +286,9 @@ func (f *Fetcher) get(ctx context.Context, rawURL, name, project string) ([]byte
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, "", badRef("image URL %s is not an http(s) URL", quoteShort(safeURL(rawURL)))
+	}
+	if r := f.checkURL(u); r != nil {
+		return nil, "", r.asError(name)
 	}
 	toLS := f.ls != nil && sameOrigin(u, f.ls)
 	auth := ""

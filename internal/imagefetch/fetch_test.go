@@ -351,7 +351,8 @@ func TestRedirectsDropAuthorizationOffOrigin(t *testing.T) {
 		http.Redirect(w, r, "/data/upload/1/loop.jpg", http.StatusFound)
 	})
 
-	f := newFetcher(t, Config{LabelStudio: ls.base(t), Credentials: &fakeCreds{headers: []string{"Token " + legacyKey}}})
+	// The storage listens on loopback, like MinIO next to Label Studio.
+	f := newFetcher(t, Config{LabelStudio: ls.base(t), Credentials: &fakeCreds{headers: []string{"Token " + legacyKey}}, AllowedHosts: []string{stURL.Host, "localhost:" + stPort}})
 
 	for _, ref := range []string{"s3://bucket/dir/img.jpg", "/data/upload/1/moved.jpg", "/data/upload/1/elsewhere.jpg", "/data/upload/1/old.jpg"} {
 		t.Run(ref, func(t *testing.T) {
@@ -405,7 +406,7 @@ func TestNoCredentialsOffOrigin(t *testing.T) {
 	st := newStorage(t)
 	st.put("/public/a.jpg", jpg)
 	creds := &fakeCreds{headers: []string{"Token " + legacyKey}}
-	f := newFetcher(t, Config{LabelStudio: ls.base(t), Credentials: creds})
+	f := newFetcher(t, Config{LabelStudio: ls.base(t), Credentials: creds, AllowedHosts: []string{mustURL(t, st.URL).Host}})
 	fetchOK(t, f, st.URL+"/public/a.jpg?X-Amz-Signature=secret")
 	if calls, _ := creds.snapshot(); calls != 0 {
 		t.Errorf("Credentials.Authorization calls for another origin: got %d, want 0", calls)
@@ -785,7 +786,7 @@ func TestTransportErrors(t *testing.T) {
 	ls := newFakeLS(t, "")
 	addr := ls.URL
 	ls.Close() // nothing listens there now
-	f := newFetcher(t, Config{})
+	f := newFetcher(t, Config{AllowedHosts: []string{mustURL(t, addr).Host}})
 	fe := fetchErr(t, f, addr+"/img.png?X-Amz-Signature=topsecret")
 	if fe.Status != http.StatusBadGateway {
 		t.Errorf("status: got %d, want 502", fe.Status)
