@@ -116,6 +116,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		ModelVersion:       modelVersion,
 		CacheBytes:         cacheBytes,
 		EncoderConcurrency: cfg.EncoderConcurrency,
+		MaxQueue:           cfg.EncoderQueue,
 		Logger:             logger,
 		Binder:             cs.binder,
 	})

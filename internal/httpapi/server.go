@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -170,6 +171,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var se statusError
 	if errors.As(err, &se) {
 		code := se.HTTPStatus()
+		var ra interface{ RetryAfterSeconds() int }
+		if errors.As(err, &ra) && ra.RetryAfterSeconds() > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(ra.RetryAfterSeconds()))
+		}
 		level := slog.LevelWarn
 		if code >= 500 {
 			level = slog.LevelError

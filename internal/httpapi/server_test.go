@@ -343,3 +343,18 @@ func TestHealthShowsChecks(t *testing.T) {
 		t.Errorf("health %s", body)
 	}
 }
+
+type busyErr struct{}
+
+func (busyErr) Error() string          { return "the backend is busy" }
+func (busyErr) HTTPStatus() int        { return 503 }
+func (busyErr) RetryAfterSeconds() int { return 5 }
+
+func TestRetryAfterHeader(t *testing.T) {
+	p := predictorFunc(func(context.Context, *ls.PredictRequest) (*ls.PredictResponse, error) { return nil, busyErr{} })
+	ts := newServer(t, httpapi.Config{}, p, nil)
+	resp, _ := do(t, "POST", ts.URL+"/predict", []byte(`{}`), nil)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" {
+		t.Errorf("status %d Retry-After %q, want 503 and 5", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}

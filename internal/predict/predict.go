@@ -58,6 +58,10 @@ const (
 	// fetchConcurrency bounds downloads and decodes at once: a decoded
 	// image of MAX_IMAGE_PIXELS can take hundreds of MB.
 	fetchConcurrency = 2
+	// DefaultMaxQueue is how many images may wait for the encoder.
+	DefaultMaxQueue = 16
+	// busyRetryAfter is what a client refused for a full queue is told.
+	busyRetryAfter = 5 * time.Second
 )
 
 // Options configure a Service.
@@ -78,6 +82,10 @@ type Options struct {
 	// Binder, if set, binds each request to its task before anything is
 	// fetched.
 	Binder Binder
+	// MaxQueue bounds the images waiting for an encoder slot beyond those
+	// being encoded; a new image past it gets a 503 with Retry-After. 0
+	// means DefaultMaxQueue.
+	MaxQueue int
 }
 
 // Service makes predictions. It is safe for concurrent use.
@@ -90,6 +98,7 @@ type Service struct {
 	encSlot   chan struct{}
 	fetchSlot chan struct{}
 	binder    Binder
+	maxFlying int            // flights allowed at once: encoder slots plus the queue
 	running   sync.WaitGroup // flights under way
 
 	mu      sync.Mutex // guards flights, closed, and cache lookups with them
@@ -111,6 +120,9 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxQueue <= 0 {
+		opts.MaxQueue = DefaultMaxQueue
+	}
 	s := &Service{
 		images:    images,
 		seg:       seg,
@@ -120,6 +132,7 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 		fetchSlot: make(chan struct{}, fetchConcurrency),
 		observe:   opts.Observe,
 		binder:    opts.Binder,
+		maxFlying: opts.EncoderConcurrency + opts.MaxQueue,
 		flights:   make(map[string]*flight),
 	}
 	s.cache = lru.New(lru.Options[string, *sam.Embedding]{
@@ -162,6 +175,8 @@ type Error struct {
 	Msg string
 	// Err is the cause, for the log.
 	Err error
+	// RetryAfter, when set, tells the client when to try again.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -171,6 +186,9 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // HTTPStatus returns the status to answer with.
 func (e *Error) HTTPStatus() int { return e.Status }
+
+// RetryAfterSeconds returns when the client may try again, or 0.
+func (e *Error) RetryAfterSeconds() int { return int(e.RetryAfter.Seconds()) }
 
 func badRequest(err error) error {
 	return &Error{Status: 400, Msg: err.Error(), Err: err}
@@ -315,6 +333,12 @@ func (s *Service) embedding(ctx context.Context, key, ref string, taskID int64, 
 		if s.closed {
 			s.mu.Unlock()
 			return nil, &Error{Status: 503, Msg: "the backend is shutting down"}
+		}
+		if len(s.flights) >= s.maxFlying {
+			n := len(s.flights)
+			s.mu.Unlock()
+			return nil, &Error{Status: 503, RetryAfter: busyRetryAfter,
+				Msg: fmt.Sprintf("the backend is busy: %d images are being prepared or wait for the encoder; try again shortly", n)}
 		}
 		work, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &flight{done: make(chan struct{}), cancel: cancel}

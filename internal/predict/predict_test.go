@@ -587,3 +587,36 @@ func TestBinderRefusesBeforeFetching(t *testing.T) {
 		t.Errorf("fetched %d times after a refusal, want 0", n)
 	}
 }
+
+// TestFullQueueIsA503WithRetryAfter: with one encoder slot and a queue of
+// one, a third image arriving while two wait is refused at once.
+func TestFullQueueIsA503WithRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seg := &fakeSAM{gate: make(chan struct{})}
+		s := predict.New(&fakeImages{w: 8, h: 8}, seg, predict.Options{EncoderConcurrency: 1, MaxQueue: 1})
+		click := func(ref string) error {
+			req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+			req.Tasks[0].Data["image"] = json.RawMessage(fmt.Sprintf("%q", ref))
+			_, err := s.Predict(context.Background(), req)
+			return err
+		}
+		errs := make(chan error, 2)
+		go func() { errs <- click("/a.jpg") }()
+		go func() { errs <- click("/b.jpg") }()
+		synctest.Wait()
+		err := click("/c.jpg")
+		var pe *predict.Error
+		if !errors.As(err, &pe) || pe.Status != 503 || pe.RetryAfterSeconds() <= 0 {
+			t.Errorf("third image: %v, want a 503 with Retry-After", err)
+		}
+		close(seg.gate)
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		if err := click("/c.jpg"); err != nil {
+			t.Errorf("after the queue drained: %v", err)
+		}
+	})
+}
