@@ -1,6 +1,6 @@
-// Command gen-standins writes the stand-in SAM models of package standin to
-// a directory, internal/standin/models by default. Run it from the module
-// root after changing the models:
+// Package main is the command gen-standins, which writes the stand-in SAM
+// models of package standin to a directory, internal/standin/models by
+// default. Run it from the module root after changing the models:
 //
 //	go run ./cmd/gen-standins
 package main

@@ -1,6 +1,7 @@
-// Command sam-ml-backend is a Label Studio ML backend that segments images
-// with Segment Anything through ONNX Runtime. Configuration comes from the
-// environment; see the README for every setting.
+// Package main is the command sam-ml-backend, a Label Studio ML backend
+// that segments images with Segment Anything through ONNX Runtime.
+// Configuration comes from the environment; see the README for every
+// setting.
 package main
 
 import (

@@ -176,6 +176,20 @@ func (f *orgFixture) rotate(t *testing.T, org int64) {
 	f.mu.Unlock()
 }
 
+// serve starts a backend with the organization middleware on this
+// fixture's database and Label Studio, plus extra settings, and returns its
+// server, closed when the test ends.
+func (f *orgFixture) serve(t *testing.T, extra map[string]string, logs io.Writer) *httptest.Server {
+	t.Helper()
+	env := map[string]string{"USE_ORG_MIDDLEWARE": "true", "LABEL_STUDIO_DB_PATH": f.dbPath, "LABEL_STUDIO_URL": f.ls.URL}
+	for k, v := range extra {
+		env[k] = v
+	}
+	srv := httptest.NewServer(newApp(t, env, logs).Handler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // orgTasks is how many tasks each organization's project has.
 const orgTasks = 200
 
@@ -243,16 +257,7 @@ func TestOrganizationsStayIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	a := newApp(t, map[string]string{
-		"USE_ORG_MIDDLEWARE":   "true",
-		"LABEL_STUDIO_DB_PATH": f.dbPath,
-		"LABEL_STUDIO_URL":     f.ls.URL,
-		"ORG_TOKENS_FILE":      tokens,
-		"EMBEDDING_CACHE_MB":   "0",
-		"LOG_LEVEL":            "DEBUG",
-	}, logs)
-	srv := httptest.NewServer(a.Handler())
-	defer srv.Close()
+	srv := f.serve(t, map[string]string{"ORG_TOKENS_FILE": tokens, "EMBEDDING_CACHE_MB": "0", "LOG_LEVEL": "DEBUG"}, logs)
 
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
@@ -326,13 +331,7 @@ func TestOrganizationsStayIsolated(t *testing.T) {
 // refuses.
 func TestEmbeddingCacheIsPerOrganization(t *testing.T) {
 	f := newOrgFixture(t)
-	a := newApp(t, map[string]string{
-		"USE_ORG_MIDDLEWARE":   "true",
-		"LABEL_STUDIO_DB_PATH": f.dbPath,
-		"LABEL_STUDIO_URL":     f.ls.URL,
-	}, io.Discard)
-	srv := httptest.NewServer(a.Handler())
-	defer srv.Close()
+	srv := f.serve(t, nil, io.Discard)
 	if code, msg := postPredict(srv.URL, orgRequest(t, 1, 0)); code != 200 {
 		t.Fatalf("organization 1: %d %s", code, msg)
 	}
@@ -350,14 +349,7 @@ func TestEmbeddingCacheIsPerOrganization(t *testing.T) {
 // the new one and retries, so the annotator sees no error.
 func TestTokenRotation(t *testing.T) {
 	f := newOrgFixture(t)
-	a := newApp(t, map[string]string{
-		"USE_ORG_MIDDLEWARE":   "true",
-		"LABEL_STUDIO_DB_PATH": f.dbPath,
-		"LABEL_STUDIO_URL":     f.ls.URL,
-		"EMBEDDING_CACHE_MB":   "0",
-	}, io.Discard)
-	srv := httptest.NewServer(a.Handler())
-	defer srv.Close()
+	srv := f.serve(t, map[string]string{"EMBEDDING_CACHE_MB": "0"}, io.Discard)
 	if code, msg := postPredict(srv.URL, orgRequest(t, 1, 0)); code != 200 {
 		t.Fatalf("before rotation: %d %s", code, msg)
 	}
@@ -574,15 +566,7 @@ func TestPostgresDownAtStart(t *testing.T) {
 func TestDatabaseOutageServesCachedCredentials(t *testing.T) {
 	f := newOrgFixture(t)
 	logs := &syncBuffer{}
-	a := newApp(t, map[string]string{
-		"USE_ORG_MIDDLEWARE":   "true",
-		"LABEL_STUDIO_DB_PATH": f.dbPath,
-		"LABEL_STUDIO_URL":     f.ls.URL,
-		"ORG_CACHE_TTL":        "10ms",
-		"EMBEDDING_CACHE_MB":   "0",
-	}, logs)
-	srv := httptest.NewServer(a.Handler())
-	defer srv.Close()
+	srv := f.serve(t, map[string]string{"ORG_CACHE_TTL": "10ms", "EMBEDDING_CACHE_MB": "0"}, logs)
 	if code, msg := postPredict(srv.URL, orgRequest(t, 1, 0)); code != 200 {
 		t.Fatalf("before the outage: %d %s", code, msg)
 	}
@@ -607,13 +591,7 @@ func TestDatabaseOutageServesCachedCredentials(t *testing.T) {
 // another project, or an image that is not the task's.
 func TestRequestsAreBoundToTheirTask(t *testing.T) {
 	f := newOrgFixture(t)
-	a := newApp(t, map[string]string{
-		"USE_ORG_MIDDLEWARE":   "true",
-		"LABEL_STUDIO_DB_PATH": f.dbPath,
-		"LABEL_STUDIO_URL":     f.ls.URL,
-	}, io.Discard)
-	srv := httptest.NewServer(a.Handler())
-	defer srv.Close()
+	srv := f.serve(t, nil, io.Discard)
 	edit := func(org int64, n int, change func(map[string]any)) []byte {
 		var req map[string]any
 		json.Unmarshal(orgRequest(t, org, n), &req)

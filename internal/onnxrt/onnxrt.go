@@ -56,6 +56,15 @@ type Info struct {
 	Type DataType
 }
 
+// Names returns the names of infos, in order.
+func Names(infos []Info) []string {
+	out := make([]string, len(infos))
+	for i, x := range infos {
+		out[i] = x.Name
+	}
+	return out
+}
+
 // Tensor is a dense, row-major tensor held in Go memory. Exactly one of the
 // data slices is set, the one that matches Type.
 type Tensor struct {

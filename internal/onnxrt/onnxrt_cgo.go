@@ -93,10 +93,10 @@ func newSession(m model, inputs, outputs []string, opts Options) (*Session, erro
 	}
 	s := &Session{inputs: convertInfo(ins), outputs: convertInfo(outs)}
 	if inputs == nil {
-		inputs = names(s.inputs)
+		inputs = Names(s.inputs)
 	}
 	if outputs == nil {
-		outputs = names(s.outputs)
+		outputs = Names(s.outputs)
 	}
 	if err := known("input", inputs, s.inputs); err != nil {
 		return nil, err
@@ -287,16 +287,8 @@ func known(kind string, want []string, have []Info) error {
 			found = found || h.Name == n
 		}
 		if !found {
-			return fmt.Errorf("model has no %s named %q; it has %v", kind, n, names(have))
+			return fmt.Errorf("model has no %s named %q; it has %v", kind, n, Names(have))
 		}
 	}
 	return nil
-}
-
-func names(infos []Info) []string {
-	out := make([]string, len(infos))
-	for i, x := range infos {
-		out[i] = x.Name
-	}
-	return out
 }

@@ -204,7 +204,7 @@ func newModel(enc, dec session) (*Model, error) {
 func checkEncoder(s session) (layout string, typ onnxrt.DataType, out int, err error) {
 	ins := s.Inputs()
 	if len(ins) != 1 {
-		return "", 0, 0, fmt.Errorf("encoder has %d inputs (%s), want 1", len(ins), strings.Join(infoNames(ins), ", "))
+		return "", 0, 0, fmt.Errorf("encoder has %d inputs (%s), want 1", len(ins), strings.Join(onnxrt.Names(ins), ", "))
 	}
 	in := ins[0]
 	switch {
@@ -323,14 +323,6 @@ func shapeFits(declared, want []int64) bool {
 		}
 	}
 	return true
-}
-
-func infoNames(infos []onnxrt.Info) []string {
-	out := make([]string, len(infos))
-	for i, x := range infos {
-		out[i] = x.Name
-	}
-	return out
 }
 
 // Layout returns the encoder's input layout, LayoutHWC or LayoutNCHW.
