@@ -305,6 +305,34 @@ func (s *Store) Task(ctx context.Context, taskID int64) (projectID int64, data [
 	return projectID, data, nil
 }
 
+// ProjectOrganization returns the id of the organization that owns project
+// projectID. A project that is not in the database, or is deleted, is a
+// *NotFoundError; one without an organization is a *DataError.
+func (s *Store) ProjectOrganization(ctx context.Context, projectID int64) (int64, error) {
+	var org int64
+	err := s.read(ctx, func(ctx context.Context, tx *sql.Tx, g *generation) error {
+		var o, projectCreator, orgCreator sql.NullInt64
+		var created dbTime
+		err := tx.StmtContext(ctx, g.project).QueryRowContext(ctx, projectID).
+			Scan(&o, &projectCreator, &created, &orgCreator)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return &NotFoundError{Kind: "project", ID: projectID}
+		case err != nil:
+			return fmt.Errorf("query project %d: %w", projectID, err)
+		case !o.Valid:
+			return &DataError{Err: ErrNoOrganization,
+				Msg: fmt.Sprintf("project %d has no organization in Label Studio's database", projectID)}
+		}
+		org = o.Int64
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return org, nil
+}
+
 // resolve runs Resolve's queries in tx.
 func resolve(ctx context.Context, tx *sql.Tx, g *generation, projectID int64) (*Resolution, error) {
 	var org, projectCreator, orgCreator sql.NullInt64

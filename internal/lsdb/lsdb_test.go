@@ -63,12 +63,12 @@ const lsCreated = 1784280859
 // database (seedLS123), run against every store by TestLabelStudio123.
 var lsCases = []struct {
 	name string
-	call string // "Resolve" or "Task"
+	call string // "Resolve", "Task" or "ProjectOrganization"
 	id   int64
 
 	// Resolve's result; ProjectID, ProjectCreatedAt and Token are filled in.
 	want lsdb.Resolution
-	// Task's results.
+	// Task's and ProjectOrganization's results.
 	project int64
 	data    string
 
@@ -111,6 +111,17 @@ var lsCases = []struct {
 		err:      "no active user found for organization 10 of project 11: its creator, the project's creator and its members are all deleted or inactive",
 		sentinel: lsdb.ErrNoUser, status: http.StatusBadGateway},
 
+	{name: "organization of a project", call: "ProjectOrganization", id: 7, project: 7},
+	{name: "organization of a project whose users have no token", call: "ProjectOrganization", id: 11, project: 10},
+	{name: "organization of a soft-deleted project", call: "ProjectOrganization", id: 6,
+		err:      "project 6 not found in Label Studio's database (deleted, or the database belongs to another Label Studio instance)",
+		sentinel: lsdb.ErrNotFound, status: http.StatusNotFound},
+	{name: "organization of an unknown project", call: "ProjectOrganization", id: 99,
+		err:      "project 99 not found in Label Studio's database (deleted, or the database belongs to another Label Studio instance)",
+		sentinel: lsdb.ErrNotFound, status: http.StatusNotFound},
+	{name: "organization of a project without one", call: "ProjectOrganization", id: 10,
+		err: "project 10 has no organization in Label Studio's database", sentinel: lsdb.ErrNoOrganization, status: http.StatusBadGateway},
+
 	{name: "task", call: "Task", id: 1, project: 1, data: `{"image": "/data/upload/1/0a1b2c3d-cat.png"}`},
 	{name: "task with $undefined$ key kept raw", call: "Task", id: 2, project: 2, data: `{"$undefined$": "/data/upload/2/4e5f6a7b-dog.png"}`},
 	{name: "task without project", call: "Task", id: 3,
@@ -140,6 +151,9 @@ func TestLabelStudio123(t *testing.T) {
 				case "Task":
 					project, data, terr := s.Task(t.Context(), tt.id)
 					got, err = fmt.Sprintf("(%d, %s)", project, data), terr
+				case "ProjectOrganization":
+					org, oerr := s.ProjectOrganization(t.Context(), tt.id)
+					got, err = fmt.Sprintf("(%d, )", org), oerr
 				}
 				if tt.err != "" {
 					checkFailure(t, fmt.Sprintf("%s(%d)", tt.call, tt.id), got, err, tt.err, tt.sentinel, tt.status)
