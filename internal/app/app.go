@@ -24,6 +24,7 @@ import (
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lsauth"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lsdb"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/orgauth"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/predict"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/sam"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/standin"
@@ -59,6 +60,8 @@ var (
 	_ imagefetch.Credentials = (*credentials.Fallback)(nil)
 	_ credentials.Exchanger  = (*lsauth.Exchanger)(nil)
 	_ httpapi.Invalidator    = (*credentials.Resolver)(nil)
+	_ httpapi.OrgVerifier    = (*orgauth.Secret)(nil)
+	_ httpapi.TenantChecker  = tenantChecker{}
 )
 
 // New builds the backend from cfg. Close releases it.
@@ -120,6 +123,16 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		Logger:             logger,
 		Binder:             cs.binder,
 	})
+	var orgAuth httpapi.OrgVerifier
+	if cfg.OrgAuthSecret != "" {
+		secret, err := orgauth.NewSecret(cfg.OrgAuthSecret)
+		if err != nil {
+			closeCreds()
+			model.Close()
+			return nil, fmt.Errorf("set up organization credentials: %w", err)
+		}
+		orgAuth = secret
+	}
 	srv, err := httpapi.New(httpapi.Config{
 		ModelVersion: modelVersion,
 		Health: map[string]any{
@@ -131,8 +144,11 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		Checks:          cs.checks,
 		BasicAuthUser:   cfg.BasicAuthUser,
 		BasicAuthPass:   cfg.BasicAuthPass,
+		OrgAuth:         orgAuth,
+		Tenants:         cs.tenants,
 		AdminToken:      cfg.AdminToken,
 		MaxRequestBytes: cfg.MaxRequestBytes,
+		MaxJSONDepth:    cfg.MaxJSONDepth,
 		Logger:          logger,
 	}, svc, cs.inv)
 	if err != nil {
@@ -264,7 +280,9 @@ type credSetup struct {
 	scope func(ctx context.Context, project string) (string, error)
 	// binder checks requests against the database; nil without one.
 	binder predict.Binder
-	close  func()
+	// tenants checks organizations' projects; nil without a database.
+	tenants httpapi.TenantChecker
+	close   func()
 }
 
 // newCredentials builds what authenticates image requests to Label Studio:
@@ -336,6 +354,7 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (credSetup, error) 
 
 	cs.source, cs.inv, cs.checks = resolver, resolver, health.checks
 	cs.binder = taskBinder{db: store, log: logger}
+	cs.tenants = tenantChecker{db: store}
 	cs.scope = func(ctx context.Context, project string) (string, error) {
 		org, err := resolver.Organization(ctx, project)
 		if err != nil {

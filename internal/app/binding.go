@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lsdb"
@@ -51,6 +52,33 @@ func (b taskBinder) CheckTask(ctx context.Context, project string, taskID int64,
 	stored, err := ls.Task{ID: taskID, Data: fields}.ImageRef(dataKey)
 	if err != nil || stored != ref {
 		return forbid("the image of the request is not task %d's image in Label Studio's database", taskID)
+	}
+	return nil
+}
+
+// tenantChecker checks, in Label Studio's database, that a request
+// authenticated with an organization's own credentials names one of that
+// organization's projects. It fails closed: when the database cannot say,
+// the request is refused.
+type tenantChecker struct {
+	db *lsdb.Store
+}
+
+func (c tenantChecker) CheckProject(ctx context.Context, org int64, project string) error {
+	p, err := ls.ParseProjectRef(project)
+	if err != nil {
+		return &predict.Error{Status: http.StatusBadRequest, Msg: err.Error()}
+	}
+	owner, err := c.db.ProjectOrganization(ctx, p.ID)
+	// A project that does not exist and one of another organization get
+	// the same answer, so the check cannot be used to list projects.
+	if errors.Is(err, lsdb.ErrNotFound) || err == nil && owner != org {
+		return &predict.Error{Status: http.StatusForbidden,
+			Msg: fmt.Sprintf("project %d is not one of organization %d's projects; these credentials (org-%d) work only for its own", p.ID, org, org)}
+	}
+	if err != nil {
+		return &predict.Error{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second, Err: err,
+			Msg: fmt.Sprintf("cannot check that project %d is organization %d's: Label Studio's database cannot be read; the backend's log has the details", p.ID, org)}
 	}
 	return nil
 }

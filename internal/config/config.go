@@ -53,9 +53,14 @@ type Config struct {
 	BasicAuthUser, BasicAuthPass string
 	// AdminToken enables POST /admin/cache/invalidate. Secret.
 	AdminToken string
+	// OrgAuthSecret keys each organization's own basic-auth password;
+	// "" turns organization credentials off. Secret.
+	OrgAuthSecret string
 
 	// MaxRequestBytes caps a request body.
 	MaxRequestBytes int64
+	// MaxJSONDepth caps how deep a request body nests.
+	MaxJSONDepth int
 	// MaxImageBytes caps an image download.
 	MaxImageBytes int64
 	// MaxImagePixels caps an image's pixel count, checked before decoding.
@@ -132,6 +137,7 @@ var Settings = []Setting{
 	{Names: []string{"BASIC_AUTH_PASS"}, Secret: true, Doc: "Basic-auth password."},
 	{Names: []string{"ADMIN_TOKEN"}, Secret: true, Doc: "Enables `POST /admin/cache/invalidate` with `Authorization: Bearer <token>`; the route is 404 while unset."},
 	{Names: []string{"MAX_REQUEST_BYTES"}, Default: "33554432", Doc: "Largest request body (interactive payloads carry drafts)."},
+	{Names: []string{"MAX_JSON_DEPTH"}, Default: "100", Doc: "How deep a request body's arrays and objects may nest; deeper is a 400 before the body is decoded."},
 	{Names: []string{"MAX_IMAGE_BYTES"}, Default: "67108864", Doc: "Largest image download."},
 	{Names: []string{"MAX_IMAGE_PIXELS"}, Default: "100000000", Doc: "Largest image, in pixels, checked from the header before decoding."},
 	{Names: []string{"ALLOWED_IMAGE_HOSTS"}, Doc: "Comma-separated hosts (`host` or `host:port`) that images may be fetched from although they are loopback, link-local or private addresses, e.g. `minio:9000`. Label Studio's own origin is always allowed."},
@@ -142,6 +148,7 @@ var Settings = []Setting{
 	{Names: []string{"LABEL_STUDIO_DB_PATH"}, Default: "`" + DefaultDBPath + "`", Doc: "Label Studio's SQLite database, opened read-only."},
 	{Names: []string{"LABEL_STUDIO_DB_URL"}, Secret: true, Doc: "Label Studio's PostgreSQL database as `postgres://user:password@host:5432/name`; used instead of the SQLite file. Read-only transactions, a statement timeout, at most 4 connections."},
 	{Names: []string{"DJANGO_DB", "POSTGRE_HOST", "POSTGRE_PORT", "POSTGRE_NAME", "POSTGRE_USER", "POSTGRE_PASSWORD"}, Doc: "Label Studio's own PostgreSQL settings, read when `LABEL_STUDIO_DB_URL` is unset and `DJANGO_DB` is `default` or `postgresql`; each may carry the `LABEL_STUDIO_` prefix, and unset ones take Label Studio's defaults (host `localhost`, port 5432, name, user and password `postgres`)."},
+	{Names: []string{"ORG_AUTH_SECRET"}, Secret: true, Doc: "Turns on per-organization backend credentials: organization O authenticates as `org-O` with the password `sam-ml-backend org-credentials O` prints, and may touch only its own projects. At least 32 characters; needs `USE_ORG_MIDDLEWARE=true`. `BASIC_AUTH_*` keep working beside it."},
 	{Names: []string{"ORG_TOKENS_FILE"}, Doc: "JSON object mapping organization ids to tokens (legacy keys or personal access tokens), for organizations whose token cannot come from the database. Reloaded when it changes. Secret."},
 	{Names: []string{"ORG_CACHE_SIZE"}, Default: "128", Doc: "Projects (and organizations) whose credential is cached."},
 	{Names: []string{"ORG_CACHE_TTL"}, Default: "5m", Doc: "How long a resolved credential is trusted before the database is read again."},
@@ -197,6 +204,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		BasicAuthPass:       getenv("BASIC_AUTH_PASS"),
 		AdminToken:          getenv("ADMIN_TOKEN"),
 		MaxRequestBytes:     r.int("MAX_REQUEST_BYTES", 32<<20, 1<<10, 1<<40),
+		MaxJSONDepth:        int(r.int("MAX_JSON_DEPTH", 100, 1, 10000)),
 		MaxImageBytes:       r.int("MAX_IMAGE_BYTES", 64<<20, 1<<10, 1<<40),
 		MaxImagePixels:      r.int("MAX_IMAGE_PIXELS", 100_000_000, 1, 1<<40),
 		FetchTimeout:        r.duration("FETCH_TIMEOUT", 30*time.Second),
@@ -243,6 +251,14 @@ func Load(getenv func(string) string) (*Config, error) {
 	for _, h := range strings.Split(getenv("ALLOWED_IMAGE_HOSTS"), ",") {
 		if h = strings.TrimSpace(h); h != "" {
 			c.AllowedImageHosts = append(c.AllowedImageHosts, h)
+		}
+	}
+	if c.OrgAuthSecret = getenv("ORG_AUTH_SECRET"); c.OrgAuthSecret != "" {
+		switch {
+		case len(c.OrgAuthSecret) < 32:
+			r.fail("ORG_AUTH_SECRET", c.OrgAuthSecret, true, "is too short: use at least 32 characters, e.g. the output of openssl rand -hex 32")
+		case !c.UseOrgMiddleware:
+			r.fail("ORG_AUTH_SECRET", c.OrgAuthSecret, true, "needs USE_ORG_MIDDLEWARE=true: organizations' projects are checked in Label Studio's database")
 		}
 	}
 	c.DBPath = r.or("LABEL_STUDIO_DB_PATH", DefaultDBPath)

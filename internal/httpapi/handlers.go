@@ -30,12 +30,20 @@ func (s *Server) handleSetup(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := s.checkTenant(r, req.Project); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, ls.SetupResponse{ModelVersion: s.cfg.ModelVersion})
 }
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	var req ls.PredictRequest
 	if err := s.decode(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.checkTenant(r, req.Project); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -33,6 +33,20 @@ type Invalidator interface {
 	Invalidate(project, organization int64) int
 }
 
+// OrgVerifier checks an organization's own basic-auth credentials.
+type OrgVerifier interface {
+	// Verify reports which organization user and password authenticate.
+	Verify(user, password string) (org int64, ok bool)
+}
+
+// TenantChecker says whether a project is an organization's.
+type TenantChecker interface {
+	// CheckProject returns nil when project (as Label Studio names it in
+	// requests) belongs to organization org, and otherwise an error whose
+	// HTTPStatus is 403 (or 503 when it cannot tell).
+	CheckProject(ctx context.Context, org int64, project string) error
+}
+
 // Config configures a Server.
 type Config struct {
 	// ModelVersion is reported by /setup, /versions and /health.
@@ -46,13 +60,27 @@ type Config struct {
 	Checks func() map[string]any
 	// BasicAuthUser and BasicAuthPass turn on basic auth when both are set.
 	BasicAuthUser, BasicAuthPass string
+	// OrgAuth, if set, also accepts each organization's own credentials.
+	// A request so authenticated may name only that organization's
+	// projects, as Tenants says; anything else is a 403.
+	OrgAuth OrgVerifier
+	// Tenants is required with OrgAuth.
+	Tenants TenantChecker
 	// AdminToken enables the admin route; "" disables it (404).
 	AdminToken string
 	// MaxRequestBytes caps request bodies.
 	MaxRequestBytes int64
+	// MaxJSONDepth caps how deep a request body's arrays and objects
+	// nest; 0 means DefaultMaxJSONDepth.
+	MaxJSONDepth int
 	// Logger receives request errors.
 	Logger *slog.Logger
 }
+
+// DefaultMaxJSONDepth is the default cap on a request body's nesting. Label
+// Studio's deepest interactive payload nests about ten levels; task data
+// is the operator's own and may go deeper.
+const DefaultMaxJSONDepth = 100
 
 // Server serves the API.
 type Server struct {
@@ -72,6 +100,12 @@ func New(cfg Config, p Predictor, inv Invalidator) (*Server, error) {
 	}
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 32 << 20
+	}
+	if cfg.MaxJSONDepth <= 0 {
+		cfg.MaxJSONDepth = DefaultMaxJSONDepth
+	}
+	if cfg.OrgAuth != nil && cfg.Tenants == nil {
+		return nil, errors.New("new server: organization credentials need a TenantChecker")
 	}
 	fields := map[string]any{"model_class": ls.ModelClass, "status": "UP", "model_version": cfg.ModelVersion}
 	for k, v := range cfg.Health {
@@ -115,24 +149,51 @@ func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed here; use %s", r.Method, strings.Join(allow, " or ")))
 }
 
-// auth requires basic auth when it is configured. Both user and password are
+// auth requires basic auth when it is configured: the global user and
+// password, or (with OrgAuth) an organization's own, in which case the
+// organization rides in the request's context for checkTenant. Secrets are
 // compared in constant time.
 func (s *Server) auth(next http.Handler) http.Handler {
-	if s.cfg.BasicAuthUser == "" || s.cfg.BasicAuthPass == "" {
+	global := s.cfg.BasicAuthUser != "" && s.cfg.BasicAuthPass != ""
+	if !global && s.cfg.OrgAuth == nil {
 		return next
 	}
 	wantUser, wantPass := []byte(s.cfg.BasicAuthUser), []byte(s.cfg.BasicAuthPass)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, pass, ok := r.BasicAuth()
-		userOK := subtle.ConstantTimeCompare([]byte(user), wantUser)
-		passOK := subtle.ConstantTimeCompare([]byte(pass), wantPass)
-		if !ok || userOK&passOK != 1 {
-			w.Header().Set("WWW-Authenticate", `Basic realm="Login required"`)
-			writeError(w, http.StatusUnauthorized, "Unauthorized: this ML backend needs basic auth; set the user and password in the model's settings in Label Studio")
-			return
+		if ok && global {
+			userOK := subtle.ConstantTimeCompare([]byte(user), wantUser)
+			passOK := subtle.ConstantTimeCompare([]byte(pass), wantPass)
+			if userOK&passOK == 1 {
+				next.ServeHTTP(w, r)
+				return
+			}
 		}
-		next.ServeHTTP(w, r)
+		if ok && s.cfg.OrgAuth != nil {
+			if org, ok := s.cfg.OrgAuth.Verify(user, pass); ok {
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), orgKey{}, org)))
+				return
+			}
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="Login required"`)
+		writeError(w, http.StatusUnauthorized, "Unauthorized: this ML backend needs basic auth; set the user and password in the model's settings in Label Studio")
 	})
+}
+
+// orgKey keys the authenticated organization in a request's context.
+type orgKey struct{}
+
+// checkTenant refuses a request authenticated as an organization that
+// names a project of another one, before anything is fetched.
+func (s *Server) checkTenant(r *http.Request, project ls.ProjectField) error {
+	org, ok := r.Context().Value(orgKey{}).(int64)
+	if !ok {
+		return nil
+	}
+	if project == "" {
+		return &apiError{http.StatusForbidden, fmt.Sprintf("organization %d's credentials need the request to name its project", org)}
+	}
+	return s.cfg.Tenants.CheckProject(r.Context(), org, string(project))
 }
 
 // adminOnly hides the admin route unless an admin token is configured, and
@@ -151,6 +212,14 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// orgAttr names the organization a request authenticated as, for logs.
+func orgAttr(r *http.Request) slog.Attr {
+	if org, ok := r.Context().Value(orgKey{}).(int64); ok {
+		return slog.Int64("organization", org)
+	}
+	return slog.Attr{}
 }
 
 // statusClientClosedRequest is nginx's status for a request whose client
@@ -179,7 +248,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if code >= 500 {
 			level = slog.LevelError
 		}
-		s.log.Log(r.Context(), level, "request failed", "path", r.URL.Path, "status", code, "err", err)
+		s.log.Log(r.Context(), level, "request failed", "path", r.URL.Path, "status", code, "err", err, orgAttr(r))
 		writeError(w, code, se.Error())
 		return
 	}
@@ -210,6 +279,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return &apiError{http.StatusBadRequest, "request body is empty; want a JSON object"}
+	}
+	if at := jsonDepthOver(b, s.cfg.MaxJSONDepth); at >= 0 {
+		return &apiError{http.StatusBadRequest, fmt.Sprintf("request body nests JSON deeper than %d levels at byte %d (MAX_JSON_DEPTH)", s.cfg.MaxJSONDepth, at)}
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		var syn *json.SyntaxError

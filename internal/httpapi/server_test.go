@@ -17,6 +17,7 @@ import (
 
 	"github.com/sam-ml-backend/sam-ml-backend/internal/httpapi"
 	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/orgauth"
 )
 
 type predictorFunc func(context.Context, *ls.PredictRequest) (*ls.PredictResponse, error)
@@ -210,6 +211,9 @@ func TestBadInputGetsClear4xx(t *testing.T) {
 		{"wrong method", "GET", "/predict", ``, 405, "use POST"},
 		{"admin disabled", "POST", "/admin/cache/invalidate", `{}`, 404, "no route"},
 		{"project object", "POST", "/predict", `{"project":{}}`, 400, "project"},
+		{"nested too deep", "POST", "/predict", `{"tasks":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, 400,
+			"request body nests JSON deeper than 100 levels at byte 108 (MAX_JSON_DEPTH)"},
+		{"nested too deep, not even closed", "POST", "/setup", strings.Repeat(`{"a":`, 101), 400, "deeper than 100 levels"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -356,5 +360,101 @@ func TestRetryAfterHeader(t *testing.T) {
 	resp, _ := do(t, "POST", ts.URL+"/predict", []byte(`{}`), nil)
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" {
 		t.Errorf("status %d Retry-After %q, want 503 and 5", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestDepthLimitIsExact(t *testing.T) {
+	var seen []int
+	ts := newServer(t, httpapi.Config{MaxJSONDepth: 5}, predictorFunc(func(_ context.Context, r *ls.PredictRequest) (*ls.PredictResponse, error) {
+		seen = append(seen, len(r.Tasks))
+		return &ls.PredictResponse{Results: []ls.Prediction{}}, nil
+	}), nil)
+	for _, tt := range []struct {
+		body string
+		want int
+	}{
+		{`{"tasks":[{"data":{"x":[1]}}]}`, 200},                     // depth 5
+		{`{"tasks":[{"data":{"x":[[1]]}}]}`, 400},                   // depth 6
+		{`{"tasks":[{"data":{"x":"[[[[[[[[\"{{{{{{"}}]}`, 200},      // brackets in a string
+		{`{"tasks":[{"data":{"x\"[[[[[[":"]]]]]]]]]]"}}]}`, 200},    // in a key, after an escaped quote
+		{`{"tasks":[{"data":{"x":[1],"y":[2],"z":{"w":3}}}]}`, 200}, // wide, not deep
+	} {
+		resp, body := do(t, "POST", ts.URL+"/predict", []byte(tt.body), nil)
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s: status %d, want %d: %s", tt.body, resp.StatusCode, tt.want, body)
+		}
+	}
+	if len(seen) != 4 {
+		t.Errorf("the predictor saw %d requests, want the 4 within the limit", len(seen))
+	}
+}
+
+// tenants is a TenantChecker over a fixed map of projects to organizations.
+type tenants map[string]int64
+
+func (m tenants) CheckProject(_ context.Context, org int64, project string) error {
+	if owner, ok := m[project]; !ok || owner != org {
+		return forbidden{}
+	}
+	return nil
+}
+
+type forbidden struct{}
+
+func (forbidden) Error() string   { return "project is not the organization's" }
+func (forbidden) HTTPStatus() int { return 403 }
+
+func TestOrganizationCredentials(t *testing.T) {
+	secret, err := orgauth.NewSecret(strings.Repeat("k", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var predicted []string
+	ts := newServer(t, httpapi.Config{BasicAuthUser: "ls", BasicAuthPass: "s3cret", OrgAuth: secret,
+		Tenants: tenants{"1.100": 1, "2.200": 2}},
+		predictorFunc(func(_ context.Context, r *ls.PredictRequest) (*ls.PredictResponse, error) {
+			predicted = append(predicted, string(r.Project))
+			return &ls.PredictResponse{Results: []ls.Prediction{}}, nil
+		}), nil)
+	auth := func(u, p string) http.Header {
+		r, _ := http.NewRequest("GET", "/", nil)
+		r.SetBasicAuth(u, p)
+		return r.Header
+	}
+	org := func(id int64) http.Header { return auth(secret.Credentials(id)) }
+	_, pass2 := secret.Credentials(2)
+	tests := []struct {
+		name, method, path string
+		header             http.Header
+		body               string
+		want               int
+	}{
+		{"own project", "POST", "/predict", org(1), `{"project":"1.100"}`, 200},
+		{"another organization's project", "POST", "/predict", org(1), `{"project":"2.200"}`, 403},
+		{"setup of another organization's project", "POST", "/setup", org(1), `{"project":"2.200"}`, 403},
+		{"setup of its own", "POST", "/setup", org(2), `{"project":"2.200"}`, 200},
+		{"no project", "POST", "/predict", org(1), `{"tasks":[]}`, 403},
+		{"another organization's password", "POST", "/predict", auth("org-1", pass2), `{"project":"1.100"}`, 401},
+		{"health", "GET", "/health", org(3), "", 200},
+		{"global credentials reach every project", "POST", "/predict", auth("ls", "s3cret"), `{"project":"2.200"}`, 200},
+		{"global user with an organization's password", "POST", "/predict", auth("ls", pass2), `{"project":"2.200"}`, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, tt.method, ts.URL+tt.path, []byte(tt.body), tt.header)
+			if resp.StatusCode != tt.want {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tt.want, body)
+			}
+		})
+	}
+	if diff := cmp.Diff(predicted, []string{"1.100", "2.200"}); diff != "" {
+		t.Errorf("the predictor saw (-got +want):\n%s", diff)
+	}
+}
+
+func TestOrganizationCredentialsNeedATenantChecker(t *testing.T) {
+	secret, _ := orgauth.NewSecret(strings.Repeat("k", 32))
+	if _, err := httpapi.New(httpapi.Config{OrgAuth: secret}, noResults, nil); err == nil {
+		t.Error("New accepted OrgAuth without Tenants")
 	}
 }

@@ -1,0 +1,50 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// depthOf is the nesting depth of a decoded JSON value.
+func depthOf(v any) int {
+	d := 0
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			d = max(d, depthOf(e))
+		}
+		return d + 1
+	case map[string]any:
+		for _, e := range v {
+			d = max(d, depthOf(e))
+		}
+		return d + 1
+	}
+	return 0
+}
+
+// FuzzJSONDepth checks jsonDepthOver against encoding/json: on valid JSON,
+// the limit trips exactly when the decoded value is deeper than it.
+func FuzzJSONDepth(f *testing.F) {
+	for _, s := range []string{`{}`, `[[[]]]`, `{"a":"[[\"{"}`, `{"a\\":[1]}`, `"\\\\"`, `[{"x":[{"y":{}}]}]`,
+		strings.Repeat("[", 20) + strings.Repeat("]", 20)} {
+		f.Add([]byte(s), 3)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, max int) {
+		if max < 1 || max > 64 {
+			return
+		}
+		at := jsonDepthOver(b, max)
+		if at >= 0 && b[at] != '[' && b[at] != '{' {
+			t.Fatalf("jsonDepthOver(%q, %d) = %d, which is not a bracket", b, max, at)
+		}
+		var v any
+		if json.Unmarshal(b, &v) != nil {
+			return
+		}
+		if deep := depthOf(v) > max; deep != (at >= 0) {
+			t.Fatalf("jsonDepthOver(%q, %d) = %d, but the value's depth is %d", b, max, at, depthOf(v))
+		}
+	})
+}
