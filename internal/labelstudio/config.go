@@ -53,7 +53,7 @@ func ParseBrushTarget(labelConfig string) (BrushTarget, error) {
 			break
 		}
 		if err != nil {
-			return BrushTarget{}, fmt.Errorf("parse label_config: %w", err)
+			return BrushTarget{}, fmt.Errorf("parse label_config: %w", clipXMLError(err))
 		}
 		el, ok := tok.(xml.StartElement)
 		if !ok {
@@ -83,12 +83,27 @@ func ParseBrushTarget(labelConfig string) (BrushTarget, error) {
 			}
 			key := strings.TrimPrefix(value, "$")
 			if key == "" {
-				return BrushTarget{}, fmt.Errorf("label_config: Image %q has no value such as \"$image\"", to)
+				return BrushTarget{}, fmt.Errorf("label_config: Image %q has no value such as \"$image\"", clip(to))
 			}
 			return BrushTarget{FromName: c.name, ToName: to, DataKey: key}, nil
 		}
 	}
 	return BrushTarget{}, errors.New(`label_config has no BrushLabels control pointing at an Image (for example <BrushLabels name="tag" toName="image">)`)
+}
+
+// maxXMLErrorBytes bounds the text of an XML error in a message: the
+// decoder's messages quote names and values of the input.
+const maxXMLErrorBytes = 120
+
+// clipXMLError returns err with its text clipped, keeping an
+// *xml.SyntaxError one. Fuzzing found a config "<000…" whose whole name came
+// back in the error.
+func clipXMLError(err error) error {
+	var se *xml.SyntaxError
+	if errors.As(err, &se) {
+		return &xml.SyntaxError{Msg: clipTo(se.Msg, maxXMLErrorBytes), Line: se.Line}
+	}
+	return errors.New(clipTo(err.Error(), maxXMLErrorBytes))
 }
 
 func attr(el xml.StartElement, name string) string {

@@ -171,17 +171,17 @@ func firstLabel(value json.RawMessage, typ string) (string, error) {
 	}
 	raw, ok := fields[typ]
 	if !ok && !known {
-		return "", fmt.Errorf("type %q is not keypointlabels or rectanglelabels, and value.%s, where the label would come from, is missing", typ, typ)
+		return "", fmt.Errorf("type %q is not keypointlabels or rectanglelabels, and value.%s, where the label would come from, is missing", clip(typ), clip(typ))
 	}
 	if !ok {
-		return "", fmt.Errorf("value.%s is missing: the label comes from it", typ)
+		return "", fmt.Errorf("value.%s is missing: the label comes from it", clip(typ))
 	}
 	var labels []string
 	if err := json.Unmarshal(raw, &labels); err != nil {
-		return "", fmt.Errorf("value.%s must be a list of label strings", typ)
+		return "", fmt.Errorf("value.%s must be a list of label strings", clip(typ))
 	}
 	if len(labels) == 0 {
-		return "", fmt.Errorf("value.%s is empty: the label comes from it", typ)
+		return "", fmt.Errorf("value.%s is empty: the label comes from it", clip(typ))
 	}
 	return labels[0], nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // ProjectRef is a parsed project reference.
@@ -40,10 +41,18 @@ func ParseProjectRef(s string) (ProjectRef, error) {
 func ClipText(s string) string { return clip(s) }
 
 // clip shortens hostile input before it goes into an error message.
-func clip(s string) string {
-	const max = 40
-	if len(s) > max {
-		return s[:max] + "…"
+func clip(s string) string { return clipTo(s, 40) }
+
+// clipTo shortens s to at most max bytes and an ellipsis. It cuts at a rune
+// boundary, so that valid UTF-8 stays valid (a fuzzed "é…" once came back
+// ending in half an "é").
+func clipTo(s string, max int) string {
+	if len(s) <= max {
+		return s
 	}
-	return s
+	i := max
+	for i > max-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
