@@ -20,9 +20,11 @@ import (
 	"github.com/sam-ml-backend/sam-ml-backend/internal/credentials"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/httpapi"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/imagefetch"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/logging"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lru"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lsauth"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lsdb"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/metrics"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/onnxrt"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/orgauth"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/predict"
@@ -90,7 +92,13 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 	logger.Info("model loaded", "model", kind, "encoder_layout", model.Layout(), "onnxruntime", ortVersion, "model_version", modelVersion)
 	logSettings(logger, cfg)
 
-	cs, err := newCredentials(cfg, logger)
+	var svc *predict.Service
+	m := metrics.New(metrics.Info{Version: version, ModelVersion: modelVersion, Model: kind, ONNXRuntime: ortVersion},
+		func() metrics.CacheStats {
+			st := svc.Stats()
+			return metrics.CacheStats{Hits: st.CacheHits, Misses: st.CacheMisses, Evictions: st.Evictions, Bytes: st.CachedBytes}
+		})
+	cs, err := newCredentials(cfg, logger, m.ObserveCredential)
 	if err != nil {
 		model.Close()
 		return nil, err
@@ -105,6 +113,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		MaxPixels:      cfg.MaxImagePixels,
 		Timeout:        cfg.FetchTimeout,
 		UserAgent:      "sam-ml-backend/" + version,
+		Observe:        m.ObserveFetch,
 	})
 	if err != nil {
 		closeCreds()
@@ -115,13 +124,15 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 	if cacheBytes == 0 {
 		cacheBytes = -1 // EMBEDDING_CACHE_MB=0 turns the cache off
 	}
-	svc := predict.New(images{fetcher, cs.scope}, model, predict.Options{
+	svc = predict.New(images{fetcher, cs.scope}, model, predict.Options{
 		ModelVersion:       modelVersion,
 		CacheBytes:         cacheBytes,
 		EncoderConcurrency: cfg.EncoderConcurrency,
 		MaxQueue:           cfg.EncoderQueue,
 		Logger:             logger,
 		Binder:             cs.binder,
+		ObserveEncode:      m.ObserveEncode,
+		Observe:            func(t predict.Timings) { m.ObserveDecode(t.Decode) },
 	})
 	var orgAuth httpapi.OrgVerifier
 	if cfg.OrgAuthSecret != "" {
@@ -133,6 +144,8 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		}
 		orgAuth = secret
 	}
+	modelCheck := map[string]any{"status": "loaded", "model": kind, "model_version": modelVersion,
+		"encoder_layout": model.Layout(), "onnxruntime": ortVersion}
 	srv, err := httpapi.New(httpapi.Config{
 		ModelVersion: modelVersion,
 		Health: map[string]any{
@@ -141,7 +154,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 			"onnxruntime":    ortVersion,
 			"version":        version,
 		},
-		Checks:          cs.checks,
+		Checks:          (&health{db: cs.db, creds: cs.creds, model: modelCheck}).checks,
 		BasicAuthUser:   cfg.BasicAuthUser,
 		BasicAuthPass:   cfg.BasicAuthPass,
 		OrgAuth:         orgAuth,
@@ -150,6 +163,8 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		MaxJSONDepth:    cfg.MaxJSONDepth,
 		Logger:          logger,
+		Observer:        m,
+		Metrics:         m.Handler(),
 	}, svc, cs.inv)
 	if err != nil {
 		closeCreds()
@@ -183,7 +198,7 @@ func Run(ctx context.Context, version string, getenv func(string) string, stderr
 	if err != nil {
 		return err
 	}
-	logger := NewLogger(stderr, cfg.LogLevel)
+	logger := NewLogger(stderr, cfg)
 	a, err := New(cfg, version, logger)
 	if err != nil {
 		return err
@@ -256,25 +271,17 @@ func logSettings(logger *slog.Logger, cfg *config.Config) {
 	}
 }
 
-// NewLogger returns a text logger at the named level.
-func NewLogger(w io.Writer, level string) *slog.Logger {
-	l := slog.LevelInfo
-	switch level {
-	case "DEBUG":
-		l = slog.LevelDebug
-	case "WARNING":
-		l = slog.LevelWarn
-	case "ERROR":
-		l = slog.LevelError
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+// NewLogger returns the logger cfg asks for: LOG_FORMAT at LOG_LEVEL.
+func NewLogger(w io.Writer, cfg *config.Config) *slog.Logger {
+	return logging.New(w, cfg.LogLevel, cfg.LogFormat)
 }
 
 // credSetup is how image requests to Label Studio are authenticated.
 type credSetup struct {
 	source imagefetch.Credentials // nil: no credential
 	inv    httpapi.Invalidator    // for the admin route; nil: nothing to forget
-	checks func() map[string]any  // background health results; nil: none
+	db     *dbCheck               // the database's health; nil without one
+	creds  *credCheck             // credential verification; nil when off
 	// scope names the tenant of a project for the embedding cache; nil
 	// with a single credential.
 	scope func(ctx context.Context, project string) (string, error)
@@ -288,7 +295,7 @@ type credSetup struct {
 // newCredentials builds what authenticates image requests to Label Studio:
 // the organization middleware (with the static credential, if any, as its
 // fallback), or the static credential alone, or nothing.
-func newCredentials(cfg *config.Config, logger *slog.Logger) (credSetup, error) {
+func newCredentials(cfg *config.Config, logger *slog.Logger, observe func(outcome string, d time.Duration)) (credSetup, error) {
 	cs := credSetup{close: func() {}}
 	var ex *lsauth.Exchanger
 	if cfg.LabelStudioURL != nil {
@@ -303,7 +310,16 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (credSetup, error) 
 	}
 	if !cfg.UseOrgMiddleware {
 		if static != nil {
-			cs.source, cs.inv = static, staticInv
+			cs.source, cs.inv = observedStatic{static, observe}, staticInv
+			if cfg.HealthVerifyTokens {
+				cs.creds = newCredCheck(cfg.LabelStudioURL, func() []credTarget {
+					return []credTarget{{name: "static", src: static}}
+				}, logger)
+				bg, stop := context.WithCancel(context.Background())
+				var wg sync.WaitGroup
+				wg.Go(func() { cs.creds.check(bg); run(bg, cfg.HealthInterval, cs.creds.check) })
+				cs.close = func() { stop(); wg.Wait() }
+			}
 		}
 		return cs, nil
 	}
@@ -342,17 +358,35 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (credSetup, error) 
 		Tokens:    tokens,
 		Logger:    logger.With("component", "credentials"),
 		Now:       clock.Now,
+		Observe:   observe,
 	})
 	bg, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	if tokens != nil {
 		wg.Go(func() { tokens.Watch(bg, 2*time.Second, logger, func() { resolver.Invalidate(0, 0) }) })
 	}
-	wg.Go(func() { health.run(bg, cfg.HealthInterval) })
+	wg.Go(func() { run(bg, cfg.HealthInterval, health.check) })
 	logger.Info("organization middleware on", "database", database, "tokens_file_organizations", tokens.Len(),
 		"fallback", static != nil)
 
-	cs.source, cs.inv, cs.checks = resolver, resolver, health.checks
+	cs.source, cs.inv, cs.db = resolver, resolver, health
+	var primary credentials.Source = resolver
+	if cfg.HealthVerifyTokens {
+		cs.creds = newCredCheck(cfg.LabelStudioURL, func() []credTarget {
+			var ts []credTarget
+			for org, project := range resolver.Projects() {
+				ts = append(ts, credTarget{name: strconv.FormatInt(org, 10), project: project, src: resolver})
+			}
+			if static != nil {
+				ts = append(ts, credTarget{name: "static", src: static})
+			}
+			return ts
+		}, logger)
+		wg.Go(func() { cs.creds.check(bg); run(bg, cfg.HealthInterval, cs.creds.check) })
+		// A credential Label Studio refused at the check is not used
+		// again; with a static credential, that one serves instead.
+		primary = guarded{resolver, cs.creds}
+	}
 	cs.binder = taskBinder{db: store, log: logger}
 	cs.tenants = tenantChecker{db: store}
 	cs.scope = func(ctx context.Context, project string) (string, error) {
@@ -363,7 +397,7 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (credSetup, error) 
 		return "org" + strconv.FormatInt(org, 10), nil
 	}
 	if static != nil {
-		cs.source = &credentials.Fallback{Primary: resolver, Static: static, StaticName: cfg.APITokenName, Logger: logger}
+		cs.source = &credentials.Fallback{Primary: primary, Static: static, StaticName: cfg.APITokenName, Logger: logger, Observe: observe}
 		cs.inv = invalidators{resolver, staticInv}
 		orgScope := cs.scope
 		cs.scope = func(ctx context.Context, project string) (string, error) {
@@ -380,6 +414,23 @@ func newCredentials(cfg *config.Config, logger *slog.Logger) (credSetup, error) 
 		store.Close()
 	}
 	return cs, nil
+}
+
+// observedStatic is the static credential alone, its resolutions counted.
+type observedStatic struct {
+	*lsauth.Static
+	observe func(outcome string, d time.Duration)
+}
+
+func (o observedStatic) Authorization(ctx context.Context, project string) (string, error) {
+	start := time.Now()
+	h, err := o.Static.Authorization(ctx, project)
+	outcome := credentials.OutcomeStatic
+	if err != nil {
+		outcome = credentials.OutcomeError
+	}
+	o.observe(outcome, time.Since(start))
+	return h, err
 }
 
 // dbStore adapts lsdb to what credentials needs.

@@ -91,7 +91,7 @@ func newApp(t *testing.T, env map[string]string, logs io.Writer) *app.App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.New(cfg, "test", app.NewLogger(logs, cfg.LogLevel))
+	a, err := app.New(cfg, "test", app.NewLogger(logs, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

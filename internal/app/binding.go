@@ -37,7 +37,7 @@ func (b taskBinder) CheckTask(ctx context.Context, project string, taskID int64,
 	case errors.Is(err, lsdb.ErrUnavailable):
 		// The binding applies whenever the database can say; the
 		// credential step reports the outage itself.
-		b.log.Warn("cannot check the task against Label Studio's database", "task", taskID, "err", err)
+		b.log.WarnContext(ctx, "cannot check the task against Label Studio's database", "task", taskID, "err", err)
 		return nil
 	case err != nil:
 		return fmt.Errorf("check task %d: %w", taskID, err)

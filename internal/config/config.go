@@ -73,6 +73,8 @@ type Config struct {
 
 	// LogLevel is DEBUG, INFO, WARNING or ERROR.
 	LogLevel string
+	// LogFormat is "text" or "json".
+	LogFormat string
 
 	// UseOrgMiddleware turns on per-organization credentials read from
 	// Label Studio's database.
@@ -95,6 +97,9 @@ type Config struct {
 	// HealthInterval is how often Label Studio's database is pinged for
 	// /health.
 	HealthInterval time.Duration
+	// HealthVerifyTokens turns on the background check of organizations'
+	// tokens against Label Studio.
+	HealthVerifyTokens bool
 }
 
 // DefaultDBPath is where Label Studio's data folder is mounted in the
@@ -143,6 +148,7 @@ var Settings = []Setting{
 	{Names: []string{"ALLOWED_IMAGE_HOSTS"}, Doc: "Comma-separated hosts (`host` or `host:port`) that images may be fetched from although they are loopback, link-local or private addresses, e.g. `minio:9000`. Label Studio's own origin is always allowed."},
 	{Names: []string{"FETCH_TIMEOUT"}, Default: "30s", Doc: "Time limit for one image download."},
 	{Names: []string{"LOG_LEVEL"}, Default: "INFO", Doc: "`DEBUG`, `INFO`, `WARNING` or `ERROR`."},
+	{Names: []string{"LOG_FORMAT"}, Default: "text", Doc: "`text` (logfmt) or `json` (one JSON object per line). Lines of a request carry its `request_id`."},
 	{Names: []string{"SAM_CACHE_DIR"}, Default: "~/.cache/sam-ml-backend", Doc: "Where `scripts/fetch-onnxruntime.sh` caches the ONNX Runtime library, and where the backend looks for it."},
 	{Names: []string{"USE_ORG_MIDDLEWARE"}, Default: "false", Doc: "`true`: each request uses the credential of the organization that owns its project, read from Label Studio's database (see Multiple organizations)."},
 	{Names: []string{"LABEL_STUDIO_DB_PATH"}, Default: "`" + DefaultDBPath + "`", Doc: "Label Studio's SQLite database, opened read-only."},
@@ -153,6 +159,7 @@ var Settings = []Setting{
 	{Names: []string{"ORG_CACHE_SIZE"}, Default: "128", Doc: "Projects (and organizations) whose credential is cached."},
 	{Names: []string{"ORG_CACHE_TTL"}, Default: "5m", Doc: "How long a resolved credential is trusted before the database is read again."},
 	{Names: []string{"HEALTH_INTERVAL"}, Default: "15s", Doc: "How often Label Studio's database is checked in the background for `/health` (`checks.database`)."},
+	{Names: []string{"HEALTH_VERIFY_TOKENS"}, Default: "false", Doc: "`true`: every `HEALTH_INTERVAL`, check each organization's resolved token against Label Studio (`GET /api/current-user/whoami`); `/health` shows the result per organization, and a refused token fails over to the static credential where one is set."},
 	{Names: []string{"ORG_CACHE_STALE"}, Default: "1h", Doc: "How long past `ORG_CACHE_TTL` a cached credential keeps serving while Label Studio's database is unavailable."},
 }
 
@@ -238,15 +245,13 @@ func Load(getenv func(string) string) (*Config, error) {
 	default:
 		r.fail("LOG_LEVEL", c.LogLevel, false, "want DEBUG, INFO, WARNING or ERROR")
 	}
-	switch v := strings.ToLower(r.or("USE_ORG_MIDDLEWARE", "false")); v {
-	case "false", "0", "no", "off":
-	case "true", "1", "yes", "on":
-		c.UseOrgMiddleware = true
-		if rawURL == "" {
-			r.fail("LABEL_STUDIO_URL", "", false, "is needed with USE_ORG_MIDDLEWARE=true: it says where the organizations' tokens may be sent")
-		}
+	switch c.LogFormat = strings.ToLower(r.or("LOG_FORMAT", "text")); c.LogFormat {
+	case "text", "json":
 	default:
-		r.fail("USE_ORG_MIDDLEWARE", v, false, "want true or false")
+		r.fail("LOG_FORMAT", c.LogFormat, false, "want text or json")
+	}
+	if c.UseOrgMiddleware = r.bool("USE_ORG_MIDDLEWARE"); c.UseOrgMiddleware && rawURL == "" {
+		r.fail("LABEL_STUDIO_URL", "", false, "is needed with USE_ORG_MIDDLEWARE=true: it says where the organizations' tokens may be sent")
 	}
 	for _, h := range strings.Split(getenv("ALLOWED_IMAGE_HOSTS"), ",") {
 		if h = strings.TrimSpace(h); h != "" {
@@ -268,6 +273,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.OrgCacheTTL = r.duration("ORG_CACHE_TTL", 5*time.Minute)
 	c.OrgCacheStale = r.duration("ORG_CACHE_STALE", time.Hour)
 	c.HealthInterval = r.duration("HEALTH_INTERVAL", 15*time.Second)
+	c.HealthVerifyTokens = r.bool("HEALTH_VERIFY_TOKENS")
 	if c.ONNXRuntimeLib == "" {
 		c.ONNXRuntimeLib = DefaultORTLib(getenv)
 	}
@@ -425,6 +431,19 @@ func (r *reader) int(name string, def, min, max int64) int64 {
 		return def
 	}
 	return v
+}
+
+// bool reads a true/false setting; unset is false.
+func (r *reader) bool(name string) bool {
+	switch v := strings.ToLower(r.or(name, "false")); v {
+	case "false", "0", "no", "off":
+		return false
+	case "true", "1", "yes", "on":
+		return true
+	default:
+		r.fail(name, v, false, "want true or false")
+		return false
+	}
 }
 
 func (r *reader) duration(name string, def time.Duration) time.Duration {

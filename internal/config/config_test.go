@@ -85,6 +85,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"LABEL_STUDIO_ACCESS_TOKEN": "k"}, `LABEL_STUDIO_URL="": is needed with LABEL_STUDIO_ACCESS_TOKEN`},
 		{map[string]string{"LABEL_STUDIO_API_KEY": "k"}, `is needed with LABEL_STUDIO_API_KEY`},
 		{map[string]string{"MAX_JSON_DEPTH": "0"}, `MAX_JSON_DEPTH="0"`},
+		{map[string]string{"LOG_FORMAT": "xml"}, `LOG_FORMAT="xml": want text or json`},
+		{map[string]string{"HEALTH_VERIFY_TOKENS": "sometimes"}, `HEALTH_VERIFY_TOKENS="sometimes": want true or false`},
 		{map[string]string{"ORG_AUTH_SECRET": "short-secret"}, `ORG_AUTH_SECRET="<12 characters hidden>": is too short: use at least 32 characters`},
 		{map[string]string{"ORG_AUTH_SECRET": strings.Repeat("s", 32)}, `ORG_AUTH_SECRET="<32 characters hidden>": needs USE_ORG_MIDDLEWARE=true`},
 	}

@@ -107,7 +107,29 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Observe, if set, is called after every resolution of a project's
+	// organization and credential (each Authorization and Organization)
+	// with its outcome (OutcomeCacheHit, OutcomeCacheMiss or OutcomeError)
+	// and the time it took.
+	Observe func(outcome string, d time.Duration)
 }
+
+// Outcomes of a credential resolution, for Options.Observe.
+const (
+	// OutcomeCacheHit: the project's credential was cached and fresh.
+	OutcomeCacheHit = "cache_hit"
+	// OutcomeCacheMiss: it was read from the database (or, while the
+	// database is down, served stale).
+	OutcomeCacheMiss = "cache_miss"
+	// OutcomeStatic: the static credential served, with no organization
+	// middleware.
+	OutcomeStatic = "static"
+	// OutcomeFallback: the organization's credential failed and the
+	// static one served instead (the failure also counts as an error).
+	OutcomeFallback = "fallback"
+	// OutcomeError: no credential.
+	OutcomeError = "error"
+)
 
 // cred is an organization's credential.
 type cred struct {
@@ -139,6 +161,7 @@ type Resolver struct {
 	ttl      time.Duration
 	stale    time.Duration
 	now      func() time.Time
+	observe  func(outcome string, d time.Duration)
 	projects *lru.Cache[string, projectEntry]
 	flight   singleflight.Group
 	// epoch counts invalidations; a look-up that started before one does
@@ -175,6 +198,7 @@ func New(store Store, ex Exchanger, opts Options) *Resolver {
 		ttl:      opts.TTL,
 		stale:    opts.Stale,
 		now:      opts.Now,
+		observe:  opts.Observe,
 		// Entries live TTL + Stale; freshUntil says when to read again.
 		projects: lru.New(lru.Options[string, projectEntry]{MaxCost: int64(opts.CacheSize), TTL: opts.TTL + opts.Stale, Now: opts.Now}),
 	}
@@ -193,6 +217,22 @@ func (r *Resolver) Authorization(ctx context.Context, project string) (string, e
 	return r.ex.Header(ctx, p.cred.token)
 }
 
+// Projects returns, for every organization with a credential in the cache,
+// the most recently used of its cached projects: what a health check can
+// resolve and verify that organization's credential with.
+func (r *Resolver) Projects() map[int64]string {
+	out := map[int64]string{}
+	r.projects.Each(func(project string, p projectEntry) {
+		if p.err != nil || p.org == 0 {
+			return
+		}
+		if _, seen := out[p.org]; !seen {
+			out[p.org] = project
+		}
+	})
+	return out
+}
+
 // Organization returns the id of the organization that owns project, from
 // the cache when it can.
 func (r *Resolver) Organization(ctx context.Context, project string) (int64, error) {
@@ -201,21 +241,40 @@ func (r *Resolver) Organization(ctx context.Context, project string) (int64, err
 }
 
 // entry returns the project's cached entry while it is fresh, or resolves
-// it: once for any number of concurrent callers.
+// it: once for any number of concurrent callers. Each call is observed.
 func (r *Resolver) entry(ctx context.Context, project string) (projectEntry, error) {
+	if r.observe == nil {
+		p, _, err := r.lookupEntry(ctx, project)
+		return p, err
+	}
+	start := time.Now()
+	p, hit, err := r.lookupEntry(ctx, project)
+	outcome := OutcomeCacheMiss
+	switch {
+	case err != nil:
+		outcome = OutcomeError
+	case hit:
+		outcome = OutcomeCacheHit
+	}
+	r.observe(outcome, time.Since(start))
+	return p, err
+}
+
+// lookupEntry is entry, also reporting whether the cache answered.
+func (r *Resolver) lookupEntry(ctx context.Context, project string) (projectEntry, bool, error) {
 	p, cached := r.projects.Get(project)
 	if cached {
 		if p.err != nil {
-			return projectEntry{}, p.err
+			return projectEntry{}, true, p.err
 		}
 		if r.now().Before(p.freshUntil) {
 			if r.log.Enabled(ctx, slog.LevelDebug) {
-				r.log.Debug("credential cache hit", "project", project, "organization", p.org)
+				r.log.DebugContext(ctx, "credential cache hit", "project", project, "organization", p.org)
 			}
-			return p, nil
+			return p, true, nil
 		}
 	}
-	r.log.Debug("credential cache miss", "project", project)
+	r.log.DebugContext(ctx, "credential cache miss", "project", project)
 	ch := r.flight.DoChan(project, func() (any, error) {
 		// The look-up serves every waiter, so the first one's leaving
 		// must not cancel it; it is bounded on its own.
@@ -225,12 +284,12 @@ func (r *Resolver) entry(ctx context.Context, project string) (projectEntry, err
 	})
 	select {
 	case <-ctx.Done():
-		return projectEntry{}, fmt.Errorf("wait for the credential of project %s: %w", ls.ClipText(project), context.Cause(ctx))
+		return projectEntry{}, false, fmt.Errorf("wait for the credential of project %q: %w", ls.ClipText(project), context.Cause(ctx))
 	case res := <-ch:
 		if res.Err != nil {
-			return projectEntry{}, res.Err
+			return projectEntry{}, false, res.Err
 		}
-		return res.Val.(projectEntry), nil
+		return res.Val.(projectEntry), false, nil
 	}
 }
 
@@ -245,7 +304,7 @@ func (r *Resolver) resolve(ctx context.Context, project string, old projectEntry
 	current := r.epoch.Load() == epoch // no invalidation meanwhile
 	if err != nil {
 		if cached && old.err == nil && unavailable(err) && now.Before(old.staleUntil) {
-			r.log.Warn("Label Studio's database is unavailable; serving a cached credential",
+			r.log.WarnContext(ctx, "Label Studio's database is unavailable; serving a cached credential",
 				"project", project, "organization", old.org, "stale_for", now.Sub(old.freshUntil).Round(time.Second), "err", err)
 			old.freshUntil = now.Add(r.errorTTL)
 			if current {
@@ -263,7 +322,7 @@ func (r *Resolver) resolve(ctx context.Context, project string, old projectEntry
 	if current {
 		r.projects.Add(project, e, 1, 0)
 	}
-	r.log.Debug(fmt.Sprintf("Using dynamic credentials for project %s (organization %d)", project, org),
+	r.log.DebugContext(ctx, fmt.Sprintf("Using dynamic credentials for project %s (organization %d)", project, org),
 		"source", c.source, "user", c.user)
 	return e, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -462,5 +463,51 @@ func TestStaleWhileError(t *testing.T) {
 	now = now.Add(10 * time.Second)
 	if h, err := r.Authorization(ctx, "1"); err != nil || h != "Token "+keyA {
 		t.Errorf("after recovery: %q, %v", h, err)
+	}
+}
+
+// outcomes records Observe calls.
+type outcomes struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (o *outcomes) observe(outcome string, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if d < 0 {
+		outcome += " (negative duration)"
+	}
+	o.got = append(o.got, outcome)
+}
+
+func TestObserveCountsOutcomes(t *testing.T) {
+	var o outcomes
+	r := credentials.New(twoOrgs(), &fakeExchanger{}, credentials.Options{Observe: o.observe})
+	f := &credentials.Fallback{Primary: r, Static: staticSource("Token static-key"), StaticName: "LABEL_STUDIO_API_KEY",
+		Logger: slog.New(slog.DiscardHandler), Observe: o.observe}
+	ctx := context.Background()
+	r.Authorization(ctx, "1")  // miss
+	r.Authorization(ctx, "1")  // hit
+	r.Organization(ctx, "1")   // hit: the embedding cache key needs the organization
+	r.Authorization(ctx, "99") // unknown project
+	f.Authorization(ctx, "98") // the middleware fails, the static key serves
+	want := []string{credentials.OutcomeCacheMiss, credentials.OutcomeCacheHit, credentials.OutcomeCacheHit, credentials.OutcomeError,
+		credentials.OutcomeError, credentials.OutcomeFallback}
+	if fmt.Sprint(o.got) != fmt.Sprint(want) {
+		t.Errorf("observed %v, want %v", o.got, want)
+	}
+}
+
+func TestProjectsNamesOneProjectPerOrganization(t *testing.T) {
+	st := twoOrgs()
+	r := credentials.New(st, &fakeExchanger{}, credentials.Options{})
+	ctx := context.Background()
+	for _, p := range []string{"1", "3", "2", "99"} {
+		r.Authorization(ctx, p)
+	}
+	got := r.Projects()
+	if len(got) != 2 || got[10] != "3" || got[20] != "2" {
+		t.Errorf("Projects() = %v; want organization 10's most recent project 3 and organization 20's project 2, none for the failed 99", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 )
 
 // Source supplies and takes back Authorization values; *Resolver and
@@ -22,12 +23,19 @@ type Fallback struct {
 	StaticName string
 	// Logger receives a warning at every fallback; it must be set.
 	Logger *slog.Logger
+	// Observe, if set, is called with OutcomeFallback and the time taken
+	// whenever Static serves in Primary's place.
+	Observe func(outcome string, d time.Duration)
 }
 
 // Authorization returns Primary's answer, or Static's with a warning when
 // Primary fails. A request that is itself wrong (a 400, such as a malformed
 // project) or was cancelled does not fall back.
 func (f *Fallback) Authorization(ctx context.Context, project string) (string, error) {
+	var start time.Time
+	if f.Observe != nil {
+		start = time.Now()
+	}
 	h, err := f.Primary.Authorization(ctx, project)
 	if err == nil {
 		return h, nil
@@ -36,8 +44,16 @@ func (f *Fallback) Authorization(ctx context.Context, project string) (string, e
 	if ctx.Err() != nil || errors.As(err, &se) && se.HTTPStatus() == http.StatusBadRequest {
 		return "", err
 	}
-	f.Logger.Warn("organization credentials failed; using the static "+f.StaticName+" instead", "project", project, "err", err)
-	return f.Static.Authorization(ctx, project)
+	f.Logger.WarnContext(ctx, "organization credentials failed; using the static "+f.StaticName+" instead", "project", project, "err", err)
+	h, err = f.Static.Authorization(ctx, project)
+	if f.Observe != nil {
+		outcome := OutcomeFallback
+		if err != nil {
+			outcome = OutcomeError
+		}
+		f.Observe(outcome, time.Since(start))
+	}
+	return h, err
 }
 
 // Rejected passes the rejection to both: each drops the value only if it

@@ -20,7 +20,11 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	for k, v := range s.fields {
 		body[k] = v
 	}
-	body["checks"] = s.cfg.Checks()
+	checks, degraded := s.cfg.Checks()
+	body["checks"], body["health"] = checks, "ok"
+	if degraded {
+		body["health"] = "degraded"
+	}
 	writeJSON(w, http.StatusOK, body)
 }
 
@@ -46,6 +50,9 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	if err := s.checkTenant(r, req.Project); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if s.cfg.Observer != nil {
+		defer s.cfg.Observer.PredictionStarted()()
 	}
 	resp, err := s.predictor.Predict(r.Context(), &req)
 	if err != nil {
@@ -73,8 +80,13 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{"result": nil, "status": "ok"})
 }
 
-// handleMetrics answers as the reference does until Prometheus metrics land.
+// handleMetrics serves the Prometheus metrics, or {} as the reference
+// backend does when there are none.
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.ServeHTTP(w, r)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 

@@ -14,9 +14,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/logging"
 )
 
 // Predictor makes predictions.
@@ -47,6 +49,16 @@ type TenantChecker interface {
 	CheckProject(ctx context.Context, org int64, project string) error
 }
 
+// Observer receives measurements of the requests served.
+type Observer interface {
+	// ObserveRequest records a request answered: route is the route's
+	// pattern ("other" for unknown paths), never the raw path.
+	ObserveRequest(route string, status int, d time.Duration)
+	// PredictionStarted counts a prediction in flight until done is
+	// called.
+	PredictionStarted() (done func())
+}
+
 // Config configures a Server.
 type Config struct {
 	// ModelVersion is reported by /setup, /versions and /health.
@@ -55,9 +67,10 @@ type Config struct {
 	// fixed at start-up: /health does no work.
 	Health map[string]any
 	// Checks, if set, returns the latest results of background health
-	// checks, shown under "checks". It must not block: /health answers
+	// checks, shown under "checks", and whether any failed, shown as
+	// "health": "degraded" (else "ok"). It must not block: /health answers
 	// within Label Studio's 1 s however busy the backend is.
-	Checks func() map[string]any
+	Checks func() (checks map[string]any, degraded bool)
 	// BasicAuthUser and BasicAuthPass turn on basic auth when both are set.
 	BasicAuthUser, BasicAuthPass string
 	// OrgAuth, if set, also accepts each organization's own credentials.
@@ -75,6 +88,11 @@ type Config struct {
 	MaxJSONDepth int
 	// Logger receives request errors.
 	Logger *slog.Logger
+	// Observer, if set, receives request measurements.
+	Observer Observer
+	// Metrics, if set, serves GET /metrics; otherwise /metrics answers {}
+	// as the reference backend does.
+	Metrics http.Handler
 }
 
 // DefaultMaxJSONDepth is the default cap on a request body's nesting. Label
@@ -122,8 +140,62 @@ func New(cfg Config, p Predictor, inv Invalidator) (*Server, error) {
 	return s, nil
 }
 
-// ServeHTTP serves a request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+// ServeHTTP serves a request. It gives the request an id, its client's
+// X-Request-Id when that is a plain token or a new one, which it echoes
+// in the response and which every log line of the request carries.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if !logging.ValidRequestID(id) {
+		id = logging.NewRequestID()
+	}
+	w.Header().Set("X-Request-Id", id)
+	rec := &recorder{ResponseWriter: w, route: "other"}
+	r = r.WithContext(logging.WithRequestID(r.Context(), id))
+	s.handler.ServeHTTP(rec, r)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	d := time.Since(start)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.ObserveRequest(rec.route, rec.status, d)
+	}
+	s.log.DebugContext(r.Context(), "request", "method", r.Method, "route", rec.route, "status", rec.status, "ms", float64(d.Microseconds())/1000)
+}
+
+// recorder remembers a response's status and the route that served it.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	route  string
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// route names the route of the handlers it wraps, for the Observer.
+func route(name string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rec, ok := w.(*recorder); ok {
+			rec.route = name
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 // methods dispatches on the request method and answers others with a JSON
 // 405.
@@ -253,16 +325,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	if errors.Is(err, context.Canceled) {
-		s.log.Info("request cancelled by the client", "path", r.URL.Path, "err", err)
+		s.log.InfoContext(r.Context(), "request cancelled by the client", "path", r.URL.Path, "err", err)
 		writeError(w, statusClientClosedRequest, "request cancelled")
 		return
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		s.log.Error("request timed out", "path", r.URL.Path, "err", err)
+		s.log.ErrorContext(r.Context(), "request timed out", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusGatewayTimeout, "timed out; the backend's log has the details")
 		return
 	}
-	s.log.Error("request failed", "path", r.URL.Path, "status", 500, "err", err)
+	s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "status", 500, "err", err, orgAttr(r))
 	writeError(w, http.StatusInternalServerError, "internal error; the backend's log has the details")
 }
 

@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -97,6 +98,13 @@ type Config struct {
 	Transport http.RoundTripper
 	// UserAgent is the User-Agent header (default DefaultUserAgent).
 	UserAgent string
+	// Observe, if set, is called after every download (before decoding)
+	// with how it ended, the bytes read and the time taken. status is the
+	// HTTP status code of the final answer ("200", "404"), "local" for a
+	// file read under LocalFilesRoot, "refused" for a location not
+	// fetched (a blocked address, a bad reference) and "error" when no
+	// answer came (network errors, timeouts, a failed credential).
+	Observe func(status string, bytes int64, d time.Duration)
 }
 
 // Fetcher resolves and fetches task images. It is safe for concurrent use.
@@ -112,6 +120,7 @@ type Fetcher struct {
 	client    *http.Client
 	allowed   map[string]bool // hostKey or hostKey:port
 	guard     *guard          // nil when Transport is not an *http.Transport
+	observe   func(status string, bytes int64, d time.Duration)
 }
 
 // New returns a Fetcher for cfg, with defaults for its zero fields.
@@ -124,6 +133,7 @@ func New(cfg Config) (*Fetcher, error) {
 		maxPixels: cfg.MaxPixels,
 		timeout:   cfg.Timeout,
 		userAgent: cfg.UserAgent,
+		observe:   cfg.Observe,
 	}
 	if cfg.LabelStudio != nil {
 		u := *cfg.LabelStudio
@@ -193,27 +203,38 @@ func (f *Fetcher) Fetch(ctx context.Context, loc Location, project string) (imag
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	name := loc.String()
-
-	if loc.Path != "" && f.localRoot != "" {
-		data, ok, err := f.readLocal(loc.Path, name)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return decode(data, f.maxPixels, name, "")
-		}
+	start := time.Now()
+	status := "refused"
+	data, ctype, err := f.download(ctx, loc, name, project, &status)
+	if f.observe != nil {
+		f.observe(status, int64(len(data)), time.Since(start))
 	}
-	if loc.URL == "" {
-		if loc.Path != "" {
-			return nil, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("image not found at %s: it is not under LOCAL_FILES_DOCUMENT_ROOT, and LABEL_STUDIO_URL is not set", name)}
-		}
-		return nil, &Error{Status: http.StatusBadRequest, Msg: "the image location is empty"}
-	}
-	data, ctype, err := f.get(ctx, loc.URL, name, project)
 	if err != nil {
 		return nil, err
 	}
 	return decode(data, f.maxPixels, name, ctype)
+}
+
+// download reads loc's bytes, setting *status as Config.Observe says.
+func (f *Fetcher) download(ctx context.Context, loc Location, name, project string, status *string) ([]byte, string, error) {
+	if loc.Path != "" && f.localRoot != "" {
+		data, ok, err := f.readLocal(loc.Path, name)
+		if err != nil {
+			*status = "local"
+			return nil, "", err
+		}
+		if ok {
+			*status = "local"
+			return data, "", nil
+		}
+	}
+	if loc.URL == "" {
+		if loc.Path != "" {
+			return nil, "", &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("image not found at %s: it is not under LOCAL_FILES_DOCUMENT_ROOT, and LABEL_STUDIO_URL is not set", name)}
+		}
+		return nil, "", &Error{Status: http.StatusBadRequest, Msg: "the image location is empty"}
+	}
+	return f.get(ctx, loc.URL, name, project, status)
 }
 
 // readLocal reads rel under the document root. It reports false, and no
@@ -282,7 +303,7 @@ func readCapped(r io.Reader, hint, max int64) ([]byte, error) {
 // get downloads rawURL. Requests to Label Studio's origin carry the
 // credential; a 401 or 403 from Label Studio is reported to Credentials and
 // retried once with a fresh header.
-func (f *Fetcher) get(ctx context.Context, rawURL, name, project string) ([]byte, string, error) {
+func (f *Fetcher) get(ctx context.Context, rawURL, name, project string, status *string) ([]byte, string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, "", badRef("image URL %s is not an http(s) URL", quoteShort(safeURL(rawURL)))
@@ -291,6 +312,7 @@ func (f *Fetcher) get(ctx context.Context, rawURL, name, project string) ([]byte
 		return nil, "", r.asError(name)
 	}
 	toLS := f.ls != nil && sameOrigin(u, f.ls)
+	*status = "error"
 	auth := ""
 	if toLS && f.creds != nil {
 		if auth, err = f.creds.Authorization(ctx, project); err != nil {
@@ -317,6 +339,7 @@ func (f *Fetcher) get(ctx context.Context, rawURL, name, project string) ([]byte
 		}
 	}
 	defer resp.Body.Close()
+	*status = strconv.Itoa(resp.StatusCode)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, "", f.statusError(resp, name, auth != "")
 	}

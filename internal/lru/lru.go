@@ -140,6 +140,26 @@ func (c *Cache[K, V]) RemoveFunc(match func(K, V) bool) int {
 	return n
 }
 
+// Each calls fn for every entry that has not expired, most recently used
+// first, with the cache's lock held: fn must not call back into the cache.
+// It does not change the entries' order.
+func (c *Cache[K, V]) Each(fn func(K, V)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Time{}
+	for e := c.head.next; e != &c.head; e = e.next {
+		if !e.expires.IsZero() {
+			if now.IsZero() {
+				now = c.now()
+			}
+			if !now.Before(e.expires) {
+				continue
+			}
+		}
+		fn(e.key, e.val)
+	}
+}
+
 // Clear deletes every entry.
 func (c *Cache[K, V]) Clear() {
 	c.mu.Lock()

@@ -167,3 +167,23 @@ func BenchmarkGetHitTTLCoarse(b *testing.B) {
 		}
 	}
 }
+
+func TestEachSkipsExpiredAndKeepsOrder(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c := lru.New(lru.Options[string, int]{MaxCost: 10, Now: func() time.Time { return now }})
+	c.Add("a", 1, 1, 0)
+	c.Add("b", 2, 1, time.Second)
+	c.Add("c", 3, 1, time.Minute)
+	c.Get("a") // most recent now
+	now = now.Add(2 * time.Second)
+	var got []string
+	c.Each(func(k string, v int) { got = append(got, fmt.Sprint(k, v)) })
+	if fmt.Sprint(got) != "[a1 c3]" {
+		t.Errorf("Each saw %v, want [a1 c3]", got)
+	}
+	got = nil
+	c.Each(func(k string, v int) { got = append(got, k) })
+	if fmt.Sprint(got) != "[a c]" {
+		t.Errorf("a second Each saw %v: Each changed the order", got)
+	}
+}

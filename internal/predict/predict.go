@@ -79,6 +79,9 @@ type Options struct {
 	// Observe, if set, is called with the stage timings of every
 	// successful prediction.
 	Observe func(Timings)
+	// ObserveEncode, if set, is called with the time of every successful
+	// encoder run (one per image, however many predictions share it).
+	ObserveEncode func(time.Duration)
 	// Binder, if set, binds each request to its task before anything is
 	// fetched.
 	Binder Binder
@@ -105,8 +108,9 @@ type Service struct {
 	flights map[string]*flight
 	closed  bool
 
-	observe func(Timings)
-	stats   struct{ fetches, encodes, hits, evictions atomic.Int64 }
+	observe       func(Timings)
+	observeEncode func(time.Duration)
+	stats         struct{ fetches, encodes, hits, misses, evictions atomic.Int64 }
 }
 
 // New returns a Service.
@@ -124,16 +128,17 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 		opts.MaxQueue = DefaultMaxQueue
 	}
 	s := &Service{
-		images:    images,
-		seg:       seg,
-		version:   opts.ModelVersion,
-		log:       opts.Logger,
-		encSlot:   make(chan struct{}, opts.EncoderConcurrency),
-		fetchSlot: make(chan struct{}, fetchConcurrency),
-		observe:   opts.Observe,
-		binder:    opts.Binder,
-		maxFlying: opts.EncoderConcurrency + opts.MaxQueue,
-		flights:   make(map[string]*flight),
+		images:        images,
+		seg:           seg,
+		version:       opts.ModelVersion,
+		log:           opts.Logger,
+		encSlot:       make(chan struct{}, opts.EncoderConcurrency),
+		fetchSlot:     make(chan struct{}, fetchConcurrency),
+		observe:       opts.Observe,
+		observeEncode: opts.ObserveEncode,
+		binder:        opts.Binder,
+		maxFlying:     opts.EncoderConcurrency + opts.MaxQueue,
+		flights:       make(map[string]*flight),
 	}
 	s.cache = lru.New(lru.Options[string, *sam.Embedding]{
 		MaxCost: max(opts.CacheBytes, 0),
@@ -150,6 +155,9 @@ type Stats struct {
 	Encodes int64
 	// CacheHits is the number of predictions that found the embedding cached.
 	CacheHits int64
+	// CacheMisses is the number of predictions that did not, and waited
+	// for the image to be fetched and encoded (or shared another's wait).
+	CacheMisses int64
 	// Evictions is the number of embeddings dropped to make room.
 	Evictions int64
 	// CachedBytes is the memory the cached embeddings hold.
@@ -162,6 +170,7 @@ func (s *Service) Stats() Stats {
 		Fetches:     s.stats.fetches.Load(),
 		Encodes:     s.stats.encodes.Load(),
 		CacheHits:   s.stats.hits.Load(),
+		CacheMisses: s.stats.misses.Load(),
 		Evictions:   s.stats.evictions.Load(),
 		CachedBytes: s.cache.Cost(),
 	}
@@ -247,7 +256,7 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 		// ignores EXIF orientation). Take the click's percentages of the
 		// image we have, and give the mask the editor's size, or the
 		// editor could not draw it.
-		s.log.Warn("image size differs from the editor's; scaling the prompt and the mask",
+		s.log.WarnContext(ctx, "image size differs from the editor's; scaling the prompt and the mask",
 			"task", task.ID, "image", fmt.Sprintf("%dx%d", emb.Width, emb.Height),
 			"editor", fmt.Sprintf("%dx%d", in.Width, in.Height))
 		at, err := ls.ParseInteractionAt(req.Params.Context, emb.Width, emb.Height)
@@ -258,7 +267,7 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 	}
 
 	t0 := time.Now()
-	mask, err := s.seg.Decode(ctx, emb, prompt)
+	mask, err := s.decode(ctx, emb, prompt)
 	if err != nil {
 		if errors.Is(err, sam.ErrEmptyPrompt) {
 			return nil, badRequest(err)
@@ -286,7 +295,7 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 	}
 	t.RLE = time.Since(t0)
 
-	s.log.Info("prediction",
+	s.log.InfoContext(ctx, "prediction",
 		"project", string(req.Project), "task", task.ID,
 		"points", len(prompt.Points), "box", prompt.Box != nil,
 		"cache_hit", t.CacheHit,
@@ -325,7 +334,7 @@ func (s *Service) embedding(ctx context.Context, key, ref string, taskID int64, 
 		s.mu.Unlock()
 		s.stats.hits.Add(1)
 		t.CacheHit = true
-		s.log.Debug("embedding cache hit", "task", taskID, "project", project)
+		s.log.DebugContext(ctx, "embedding cache hit", "task", taskID, "project", project)
 		return e, nil
 	}
 	f, joined := s.flights[key]
@@ -348,6 +357,7 @@ func (s *Service) embedding(ctx context.Context, key, ref string, taskID int64, 
 	}
 	f.waiters++
 	s.mu.Unlock()
+	s.stats.misses.Add(1)
 
 	select {
 	case <-f.done:
@@ -376,7 +386,7 @@ func (s *Service) fly(ctx context.Context, f *flight, key, ref string, taskID in
 	defer f.cancel()
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic while preparing an image", "task", taskID, "panic", r, "stack", string(debug.Stack()))
+			s.log.ErrorContext(ctx, "panic while preparing an image", "task", taskID, "panic", r, "stack", string(debug.Stack()))
 			f.emb, f.err = nil, fmt.Errorf("prepare image of task %d: internal error", taskID)
 		}
 		s.mu.Lock()
@@ -396,7 +406,7 @@ func (s *Service) fly(ctx context.Context, f *flight, key, ref string, taskID in
 	}
 	t0 := time.Now()
 	s.stats.fetches.Add(1)
-	s.log.Debug("embedding cache miss: fetching the image", "task", taskID, "project", project)
+	s.log.DebugContext(ctx, "embedding cache miss: fetching the image", "task", taskID, "project", project)
 	img, err := s.images.Fetch(ctx, ref, taskID, project)
 	<-s.fetchSlot
 	if err != nil {
@@ -420,10 +430,27 @@ func (s *Service) fly(ctx context.Context, f *flight, key, ref string, taskID in
 		return
 	}
 	f.encode = time.Since(t0)
+	if s.observeEncode != nil {
+		s.observeEncode(f.encode)
+	}
 }
 
-// Close stops new image work and waits, until ctx ends, for the fetches and
-// encoder runs under way, so that the model can be released safely after
+// decode runs the decoder, counted in running so that Close waits for it
+// before the model can be freed.
+func (s *Service) decode(ctx context.Context, emb *sam.Embedding, prompt sam.Prompt) (*sam.Mask, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, &Error{Status: 503, Msg: "the backend is shutting down"}
+	}
+	s.running.Add(1)
+	s.mu.Unlock()
+	defer s.running.Done()
+	return s.seg.Decode(ctx, emb, prompt)
+}
+
+// Close stops new image work and waits, until ctx ends, for the fetches,
+// encoder and decoder runs under way, so that the model can be released safely after
 // it returns nil.
 func (s *Service) Close(ctx context.Context) error {
 	s.mu.Lock()

@@ -55,9 +55,10 @@ func (f *fakeImages) Fetch(ctx context.Context, ref string, taskID int64, projec
 // fakeSAM "encodes" an image into an embedding that remembers the image's
 // marker, and "decodes" a mask with only the clicked pixels set.
 type fakeSAM struct {
-	encodes atomic.Int64
-	started chan struct{} // if set, Encode signals here
-	gate    chan struct{} // if set, Encode waits for it
+	encodes    atomic.Int64
+	started    chan struct{} // if set, Encode signals here
+	gate       chan struct{} // if set, Encode waits for it
+	decodeGate chan struct{} // if set, Decode waits for it
 }
 
 func (f *fakeSAM) Encode(ctx context.Context, img image.Image) (*sam.Embedding, error) {
@@ -74,6 +75,9 @@ func (f *fakeSAM) Encode(ctx context.Context, img image.Image) (*sam.Embedding, 
 }
 
 func (f *fakeSAM) Decode(ctx context.Context, e *sam.Embedding, p sam.Prompt) (*sam.Mask, error) {
+	if f.decodeGate != nil {
+		<-f.decodeGate
+	}
 	if len(p.Points) == 0 && p.Box == nil {
 		return nil, sam.ErrEmptyPrompt
 	}
@@ -230,7 +234,11 @@ func TestBoxAlone(t *testing.T) {
 
 func TestSecondClickUsesTheCache(t *testing.T) {
 	imgs, seg := &fakeImages{w: 64, h: 48}, &fakeSAM{}
-	s := predict.New(imgs, seg, predict.Options{})
+	var encodes, predictions atomic.Int64
+	s := predict.New(imgs, seg, predict.Options{
+		ObserveEncode: func(time.Duration) { encodes.Add(1) },
+		Observe:       func(predict.Timings) { predictions.Add(1) },
+	})
 	req := readRequest(t, "ml_predict_request_sam_keypoint.json")
 	req.Params.Context.Result[0].OriginalWidth = ptr(64)
 	req.Params.Context.Result[0].OriginalHeight = ptr(48)
@@ -240,8 +248,11 @@ func TestSecondClickUsesTheCache(t *testing.T) {
 		}
 	}
 	st := s.Stats()
-	if st.Fetches != 1 || st.Encodes != 1 || st.CacheHits != 2 {
-		t.Errorf("stats %+v, want 1 fetch, 1 encode, 2 cache hits", st)
+	if st.Fetches != 1 || st.Encodes != 1 || st.CacheHits != 2 || st.CacheMisses != 1 {
+		t.Errorf("stats %+v, want 1 fetch, 1 encode, 2 cache hits, 1 miss", st)
+	}
+	if encodes.Load() != 1 || predictions.Load() != 3 {
+		t.Errorf("observed %d encodes and %d predictions, want 1 and 3", encodes.Load(), predictions.Load())
 	}
 	if imgs.fetches.Load() != 1 || seg.encodes.Load() != 1 {
 		t.Errorf("fetched %d times and encoded %d times, want 1 and 1", imgs.fetches.Load(), seg.encodes.Load())
@@ -274,7 +285,7 @@ func TestConcurrentFirstClicksEncodeOnce(t *testing.T) {
 		if imgs.fetches.Load() != 1 || seg.encodes.Load() != 1 {
 			t.Errorf("fetched %d times and encoded %d times, want 1 and 1", imgs.fetches.Load(), seg.encodes.Load())
 		}
-		if st := s.Stats(); st.CacheHits != 0 {
+		if st := s.Stats(); st.CacheHits != 0 || st.CacheMisses != 16 {
 			t.Errorf("%d requests were served from the cache; all 16 should have shared the flight", st.CacheHits)
 		}
 	})
@@ -508,6 +519,42 @@ func TestCloseWaitsForImageWork(t *testing.T) {
 		var pe *predict.Error
 		if !errors.As(err, &pe) || pe.Status != 503 {
 			t.Errorf("new image after Close: err = %v, want 503", err)
+		}
+	})
+}
+
+// TestCloseWaitsForDecoderRuns: the decoder runs in the request's own
+// goroutine; Close must wait for it too, or the model could be freed under
+// a running session when the HTTP server gave up waiting for handlers.
+func TestCloseWaitsForDecoderRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seg := &fakeSAM{decodeGate: make(chan struct{})}
+		s := predict.New(&fakeImages{w: 8, h: 8}, seg, predict.Options{})
+		predicted := make(chan error)
+		go func() {
+			_, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+			predicted <- err
+		}()
+		synctest.Wait() // encoded; the decoder is running
+		closed := make(chan error)
+		go func() { closed <- s.Close(context.Background()) }()
+		synctest.Wait()
+		select {
+		case err := <-closed:
+			t.Fatalf("Close returned (%v) while a decoder run was under way", err)
+		default:
+		}
+		close(seg.decodeGate)
+		if err := <-predicted; err != nil {
+			t.Errorf("the prediction under way at Close: %v", err)
+		}
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Predict(context.Background(), readRequest(t, "ml_predict_request_sam_keypoint.json"))
+		var pe *predict.Error
+		if !errors.As(err, &pe) || pe.Status != 503 {
+			t.Errorf("a click on the cached image after Close: err = %v, want 503", err)
 		}
 	})
 }
