@@ -56,6 +56,21 @@ func BenchmarkTask(b *testing.B) {
 	}
 }
 
+// BenchmarkProjectOrganization measures the tenant check of a request
+// made with an organization's own credentials: one project row.
+func BenchmarkProjectOrganization(b *testing.B) {
+	s := openStore(b, real2025, lsdb.Options{})
+	if _, err := s.ProjectOrganization(b.Context(), 1); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.ProjectOrganization(b.Context(), 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkResolvePostgres measures one uncached resolution on the
 // PostgreSQL test database, over TCP to the local server: a READ ONLY
 // transaction with the schema check, the project query and the candidate
