@@ -37,6 +37,12 @@ func Init(libPath string) (version string, err error) {
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return "", fmt.Errorf("init onnx runtime from %s: %w", libPath, err)
 	}
+	// The npm build bundles Microsoft's telemetry library; the backend
+	// sends nothing anywhere but Label Studio.
+	if err := ort.DisableTelemetry(); err != nil {
+		ort.DestroyEnvironment()
+		return "", fmt.Errorf("disable onnx runtime telemetry: %w", err)
+	}
 	env.path, env.version = libPath, ort.GetVersion()
 	return env.version, nil
 }
