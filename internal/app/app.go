@@ -92,6 +92,8 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 	logger.Info("model loaded", "model", kind, "encoder_layout", model.Layout(), "onnxruntime", ortVersion, "model_version", modelVersion)
 	logSettings(logger, cfg)
 
+	// The cache's counters are read at each scrape, by then from svc,
+	// which needs the metrics' hooks to be built.
 	var svc *predict.Service
 	m := metrics.New(metrics.Info{Version: version, ModelVersion: modelVersion, Model: kind, ONNXRuntime: ortVersion},
 		func() metrics.CacheStats {
@@ -228,7 +230,7 @@ func Run(ctx context.Context, version string, getenv func(string) string, stderr
 	case <-ctx.Done():
 	}
 
-	logger.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout)
+	logger.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -251,7 +253,7 @@ func Run(ctx context.Context, version string, getenv func(string) string, stderr
 }
 
 // logSettings says at start-up what the operator configured, secrets left
-// out, and warns about a half-set basic auth, which leaves auth off.
+// out, and warns about settings that do nothing as set.
 func logSettings(logger *slog.Logger, cfg *config.Config) {
 	lsURL := "(unset: only absolute image URLs work)"
 	if cfg.LabelStudioURL != nil {
@@ -262,12 +264,26 @@ func logSettings(logger *slog.Logger, cfg *config.Config) {
 		"label_studio_url", lsURL,
 		"static_credential", cfg.APIToken != "",
 		"local_files_root", cfg.LocalFilesRoot,
+		"allowed_image_hosts", cfg.AllowedImageHosts,
 		"basic_auth", auth,
+		"organization_credentials", cfg.OrgAuthSecret != "",
 		"admin_route", cfg.AdminToken != "",
 		"embedding_cache_mb", cfg.EmbeddingCacheBytes>>20,
-		"encoder_concurrency", cfg.EncoderConcurrency)
+		"encoder_concurrency", cfg.EncoderConcurrency,
+		"encoder_queue", cfg.EncoderQueue,
+		"max_request_bytes", cfg.MaxRequestBytes,
+		"max_json_depth", cfg.MaxJSONDepth,
+		"max_image_bytes", cfg.MaxImageBytes,
+		"max_image_pixels", cfg.MaxImagePixels,
+		"fetch_timeout", cfg.FetchTimeout.String(),
+		"health_interval", cfg.HealthInterval.String(),
+		"health_verify_tokens", cfg.HealthVerifyTokens,
+		"log_format", cfg.LogFormat)
 	if !auth && (cfg.BasicAuthUser != "" || cfg.BasicAuthPass != "") {
 		logger.Warn("basic auth is OFF: it needs both BASIC_AUTH_USER and BASIC_AUTH_PASS, and only one is set")
+	}
+	if cfg.HealthVerifyTokens && !cfg.UseOrgMiddleware && cfg.APIToken == "" {
+		logger.Warn("HEALTH_VERIFY_TOKENS does nothing here: there is no credential to verify (no USE_ORG_MIDDLEWARE, no LABEL_STUDIO_API_KEY)")
 	}
 }
 
@@ -346,8 +362,8 @@ func newCredentials(cfg *config.Config, logger *slog.Logger, observe func(outcom
 	}
 	// Starting is not refused when the database is not readable yet: the
 	// backend serves, says why each request fails, and recovers by itself.
-	health := &dbCheck{db: store, log: dblog}
-	health.check(context.Background())
+	dbHealth := &dbCheck{db: store, log: dblog}
+	dbHealth.check(context.Background())
 	// A coarse clock keeps a cached resolution at tens of nanoseconds where
 	// reading the system clock alone costs as much.
 	clock := lru.NewCoarseClock(250 * time.Millisecond)
@@ -365,11 +381,11 @@ func newCredentials(cfg *config.Config, logger *slog.Logger, observe func(outcom
 	if tokens != nil {
 		wg.Go(func() { tokens.Watch(bg, 2*time.Second, logger, func() { resolver.Invalidate(0, 0) }) })
 	}
-	wg.Go(func() { run(bg, cfg.HealthInterval, health.check) })
+	wg.Go(func() { run(bg, cfg.HealthInterval, dbHealth.check) })
 	logger.Info("organization middleware on", "database", database, "tokens_file_organizations", tokens.Len(),
 		"fallback", static != nil)
 
-	cs.source, cs.inv, cs.db = resolver, resolver, health
+	cs.source, cs.inv, cs.db = resolver, resolver, dbHealth
 	var primary credentials.Source = resolver
 	if cfg.HealthVerifyTokens {
 		cs.creds = newCredCheck(cfg.LabelStudioURL, func() []credTarget {
@@ -401,10 +417,28 @@ func newCredentials(cfg *config.Config, logger *slog.Logger, observe func(outcom
 		cs.inv = invalidators{resolver, staticInv}
 		orgScope := cs.scope
 		cs.scope = func(ctx context.Context, project string) (string, error) {
-			if tenant, err := orgScope(ctx, project); err == nil {
+			tenant, err := orgScope(ctx, project)
+			if err == nil {
 				return tenant, nil
 			}
+			if _, isOrg := httpapi.Organization(ctx); isOrg {
+				return "", err // no static fallback for an organization's own request
+			}
 			return "static", nil // the fetch falls back to the static token too
+		}
+	}
+	if cfg.OrgAuthSecret != "" {
+		cs.source = orgBound{Source: cs.source, own: primary, orgOf: resolver.Organization}
+		scope := cs.scope
+		cs.scope = func(ctx context.Context, project string) (string, error) {
+			tenant, err := scope(ctx, project)
+			if _, isOrg := httpapi.Organization(ctx); isOrg && err == nil {
+				// Its own cache space: an image cached for a request
+				// with the global credentials (read from disk, say)
+				// is not served to an organization's own request.
+				tenant += "/own"
+			}
+			return tenant, err
 		}
 	}
 	cs.close = func() {
@@ -466,7 +500,7 @@ type images struct {
 }
 
 func (i images) Key(ctx context.Context, ref string, taskID int64, project string) (string, error) {
-	loc, err := i.f.Resolve(ref, taskID)
+	loc, err := i.resolve(ctx, ref, taskID)
 	if err != nil {
 		return "", err
 	}
@@ -481,11 +515,26 @@ func (i images) Key(ctx context.Context, ref string, taskID int64, project strin
 }
 
 func (i images) Fetch(ctx context.Context, ref string, taskID int64, project string) (image.Image, error) {
-	loc, err := i.f.Resolve(ref, taskID)
+	loc, err := i.resolve(ctx, ref, taskID)
 	if err != nil {
 		return nil, err
 	}
 	return i.f.Fetch(ctx, loc, project)
+}
+
+// resolve locates the image. For a request made with an organization's
+// own credentials, a local file is never read from disk, but asked of
+// Label Studio with that organization's token, so that Label Studio says
+// whether the organization may read it.
+func (i images) resolve(ctx context.Context, ref string, taskID int64) (imagefetch.Location, error) {
+	loc, err := i.f.Resolve(ref, taskID)
+	if err != nil {
+		return loc, err
+	}
+	if _, isOrg := httpapi.Organization(ctx); isOrg && loc.URL != "" {
+		loc.Path = ""
+	}
+	return loc, nil
 }
 
 // invalidators passes an invalidation to each of several caches.

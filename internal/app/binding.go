@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sam-ml-backend/sam-ml-backend/internal/credentials"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/httpapi"
 	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lsdb"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/predict"
@@ -35,8 +37,14 @@ func (b taskBinder) CheckTask(ctx context.Context, project string, taskID int64,
 	case errors.Is(err, lsdb.ErrNotFound):
 		return forbid("task %d is not in Label Studio's database", taskID)
 	case errors.Is(err, lsdb.ErrUnavailable):
-		// The binding applies whenever the database can say; the
-		// credential step reports the outage itself.
+		if org, isOrg := httpapi.Organization(ctx); isOrg {
+			// An organization's own request is refused rather than
+			// let through unchecked.
+			return &predict.Error{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second, Err: err,
+				Msg: fmt.Sprintf("cannot check task %d of organization %d: Label Studio's database cannot be read; the backend's log has the details", taskID, org)}
+		}
+		// Otherwise the binding applies whenever the database can say;
+		// the credential step reports the outage itself.
 		b.log.WarnContext(ctx, "cannot check the task against Label Studio's database", "task", taskID, "err", err)
 		return nil
 	case err != nil:
@@ -69,10 +77,12 @@ func (c tenantChecker) CheckProject(ctx context.Context, org int64, project stri
 	if err != nil {
 		return &predict.Error{Status: http.StatusBadRequest, Msg: err.Error()}
 	}
-	owner, err := c.db.ProjectOrganization(ctx, p.ID)
-	// A project that does not exist and one of another organization get
-	// the same answer, so the check cannot be used to list projects.
-	if errors.Is(err, lsdb.ErrNotFound) || err == nil && owner != org {
+	owner, created, err := c.db.ProjectOrganization(ctx, p.ID)
+	// A project that does not exist, one without an organization and one
+	// of another organization get the same answer, so that the check
+	// cannot be used to list projects.
+	var de *lsdb.DataError
+	if errors.Is(err, lsdb.ErrNotFound) || errors.As(err, &de) || err == nil && owner != org {
 		return &predict.Error{Status: http.StatusForbidden,
 			Msg: fmt.Sprintf("project %d is not one of organization %d's projects; these credentials (org-%d) work only for its own", p.ID, org, org)}
 	}
@@ -80,5 +90,36 @@ func (c tenantChecker) CheckProject(ctx context.Context, org int64, project stri
 		return &predict.Error{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second, Err: err,
 			Msg: fmt.Sprintf("cannot check that project %d is organization %d's: Label Studio's database cannot be read; the backend's log has the details", p.ID, org)}
 	}
+	if p.HasCreatedAt && p.CreatedAt != created {
+		return &predict.Error{Status: http.StatusConflict,
+			Msg: fmt.Sprintf("project %d in Label Studio's database was created at %d, but the request says %d", p.ID, created, p.CreatedAt)}
+	}
 	return nil
+}
+
+// orgBound serves a request made with an organization's own credentials
+// from that organization's credential alone: never from the static
+// fallback, which can read every organization's images, and only when
+// the project still resolves to that organization. Other requests go
+// through Source.
+type orgBound struct {
+	credentials.Source
+	own   credentials.Source
+	orgOf func(ctx context.Context, project string) (int64, error)
+}
+
+func (o orgBound) Authorization(ctx context.Context, project string) (string, error) {
+	org, isOrg := httpapi.Organization(ctx)
+	if !isOrg {
+		return o.Source.Authorization(ctx, project)
+	}
+	owner, err := o.orgOf(ctx, project)
+	if err != nil {
+		return "", err
+	}
+	if owner != org {
+		return "", &predict.Error{Status: http.StatusForbidden,
+			Msg: fmt.Sprintf("project %s is not one of organization %d's projects", ls.ClipText(project), org)}
+	}
+	return o.own.Authorization(ctx, project)
 }

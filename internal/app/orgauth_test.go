@@ -4,13 +4,20 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"image"
+	"image/png"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sam-ml-backend/sam-ml-backend/internal/app"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/config"
+	"github.com/sam-ml-backend/sam-ml-backend/internal/orgauth"
 )
 
 const orgAuthSecret = "0123456789abcdef0123456789abcdef-operator"
@@ -168,5 +175,150 @@ func TestOrgCredentialsCommandErrors(t *testing.T) {
 		if out.Len() != 0 {
 			t.Errorf("Command(%q) printed %q on stdout", tt.args, out.String())
 		}
+	}
+}
+
+// plantTask adds task id to organization org's project with the given
+// image, as a member of org can by importing tasks.
+func (f *orgFixture) plantTask(t *testing.T, org, id int64, image string) {
+	t.Helper()
+	db := f.open(t)
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO task (id, data, created_at, updated_at, is_labeled, project_id, overlap,
+		total_annotations, cancelled_annotations, total_predictions, comment_count, unresolved_comment_count)
+		VALUES (?, ?, '2026-07-17 09:34:19', '2026-07-17 09:34:19', 0, ?, 1, 0, 0, 0, 0, 0)`,
+		id, fmt.Sprintf(`{"image": %q}`, image), org); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// plantedRequest is a click on task id of organization org's project,
+// whose image is image.
+func plantedRequest(t *testing.T, org, id int64, project, image string) []byte {
+	t.Helper()
+	var req map[string]any
+	json.Unmarshal(orgRequest(t, org, 0), &req)
+	req["project"] = project
+	task := req["tasks"].([]any)[0].(map[string]any)
+	task["id"] = id
+	task["data"] = map[string]any{"image": image}
+	b, _ := json.Marshal(req)
+	return b
+}
+
+// TestOrganizationCannotBorrowTheStaticCredential: organization 2 imports
+// a task whose image is organization 1's upload (or a local file of
+// organization 1). Label Studio refuses organization 2's token for it, so
+// the backend must never fetch it with anything else: not the static
+// credential (an administrator's key, here), whatever organization 2 does
+// to make its own credential fail, and not straight from disk.
+func TestOrganizationCannotBorrowTheStaticCredential(t *testing.T) {
+	f := newOrgFixture(t)
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "org1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "org1", "secret.png"), pngBytes(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	srv := f.serve(t, map[string]string{"ORG_AUTH_SECRET": orgAuthSecret, "LABEL_STUDIO_API_KEY": f.super,
+		"ADMIN_TOKEN": "admin-token-0123456789", "LOCAL_FILES_DOCUMENT_ROOT": root, "EMBEDDING_CACHE_MB": "0",
+		"HEALTH_VERIFY_TOKENS": "true", "HEALTH_INTERVAL": "50ms"}, logs)
+	user2, pass2 := orgCredentials(t, "2")
+	key2 := f.keys[2]
+	f.plantTask(t, 2, 9001, "/data/upload/1/img-5.png")
+	f.plantTask(t, 2, 9002, "/data/local-files/?d=org1/secret.png")
+
+	ts2 := strings.SplitN(orgProject(2), ".", 2)[1]
+	attempts := []struct {
+		name    string
+		project string
+		task    int64
+		image   string
+	}{
+		{"its own credential", "2." + ts2, 9001, "/data/upload/1/img-5.png"},
+		{"a project reference with a wrong timestamp", "2.1", 9001, "/data/upload/1/img-5.png"},
+		{"a bare project id", "2", 9001, "/data/upload/1/img-5.png"},
+		{"a local file", "2." + ts2, 9002, "/data/local-files/?d=org1/secret.png"},
+	}
+	check := func(t *testing.T, project string, task int64, image string) {
+		t.Helper()
+		f.mu.Lock()
+		before := len(f.seen)
+		f.mu.Unlock()
+		code, msg := post(t, srv.URL, "/predict", user2, pass2, plantedRequest(t, 2, task, project, image))
+		if code == 200 {
+			t.Errorf("organization 2 got a mask of organization 1's image: %s", msg)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, s := range f.seen[before:] {
+			if s.auth != "Token "+key2 {
+				t.Errorf("Label Studio was asked for %s with another credential than organization 2's", image)
+			}
+		}
+	}
+	for _, a := range attempts {
+		t.Run(a.name, func(t *testing.T) { check(t, a.project, a.task, a.image) })
+	}
+
+	// Label Studio stops accepting organization 2's token; the health
+	// check sees it, and requests of organization 2 made with the global
+	// credentials would now fail over to the static key. Its own must not.
+	if code, msg := post(t, srv.URL, "/predict", user2, pass2, orgRequest(t, 2, 6)); code != 200 {
+		t.Fatalf("organization 2 on its own image: %d %s", code, msg)
+	}
+	f.mu.Lock()
+	f.keys[2] = "revoked-in-label-studio"
+	f.mu.Unlock()
+	for i := 0; !strings.Contains(logs.String(), `credential=2 status=rejected`); i++ {
+		if i == 400 {
+			t.Fatalf("the health check did not see organization 2's token refused:\n%s", logs.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Run("its own credential refused at the health check", func(t *testing.T) { check(t, "2."+ts2, 9001, "/data/upload/1/img-5.png") })
+	f.mu.Lock()
+	f.keys[2] = key2
+	f.mu.Unlock()
+
+	// Organization 2 loses its token (or legacy tokens are turned off
+	// for it): its own requests fail rather than borrow the static key.
+	db := f.open(t)
+	if _, err := db.Exec(`DELETE FROM authtoken_token WHERE user_id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	req, _ := http.NewRequest("POST", srv.URL+"/admin/cache/invalidate", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer admin-token-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	t.Run("no token for the organization", func(t *testing.T) { check(t, "2."+ts2, 9001, "/data/upload/1/img-5.png") })
+	t.Run("no token, its own image", func(t *testing.T) {
+		code, msg := post(t, srv.URL, "/predict", user2, pass2, orgRequest(t, 2, 7))
+		if code == 200 || !strings.Contains(msg, "No auth token found") {
+			t.Errorf("got %d %s; want the credential error, not the static key", code, msg)
+		}
+	})
+}
+
+// pngBytes is a small gray PNG.
+func pngBytes(t *testing.T) []byte {
+	t.Helper()
+	img := image.NewGray(image.Rect(0, 0, 64, 48))
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestSecretLengthsAgree(t *testing.T) {
+	if config.MinOrgAuthSecretLen != orgauth.MinSecretLen {
+		t.Errorf("config accepts ORG_AUTH_SECRET from %d characters, orgauth from %d", config.MinOrgAuthSecretLen, orgauth.MinSecretLen)
 	}
 }

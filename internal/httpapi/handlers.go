@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -12,7 +13,9 @@ import (
 // handleHealth answers with fields fixed at start-up, so it stays fast
 // however busy inference is.
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Checks == nil {
+	// An organization's credentials get Label Studio's answer only: the
+	// checks name other organizations and the backend's infrastructure.
+	if _, isOrg := Organization(r.Context()); isOrg || s.cfg.Checks == nil {
 		writeRaw(w, http.StatusOK, s.health)
 		return
 	}
@@ -83,6 +86,10 @@ func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 // handleMetrics serves the Prometheus metrics, or {} as the reference
 // backend does when there are none.
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if org, isOrg := Organization(r.Context()); isOrg {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("metrics cover every organization: organization %d's credentials cannot read them; use BASIC_AUTH_USER and BASIC_AUTH_PASS", org))
+		return
+	}
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.ServeHTTP(w, r)
 		return

@@ -255,10 +255,20 @@ func (s *Server) auth(next http.Handler) http.Handler {
 // orgKey keys the authenticated organization in a request's context.
 type orgKey struct{}
 
+// Organization returns the organization a request authenticated as with
+// its own credentials (OrgAuth), read from the request's context; false
+// for a request with the global credentials or none. What serves such a
+// request must not reach beyond that organization: no shared fallback
+// credential, no shared cache entry.
+func Organization(ctx context.Context) (int64, bool) {
+	org, ok := ctx.Value(orgKey{}).(int64)
+	return org, ok
+}
+
 // checkTenant refuses a request authenticated as an organization that
 // names a project of another one, before anything is fetched.
 func (s *Server) checkTenant(r *http.Request, project ls.ProjectField) error {
-	org, ok := r.Context().Value(orgKey{}).(int64)
+	org, ok := Organization(r.Context())
 	if !ok {
 		return nil
 	}
@@ -288,7 +298,7 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 
 // orgAttr names the organization a request authenticated as, for logs.
 func orgAttr(r *http.Request) slog.Attr {
-	if org, ok := r.Context().Value(orgKey{}).(int64); ok {
+	if org, ok := Organization(r.Context()); ok {
 		return slog.Int64("organization", org)
 	}
 	return slog.Attr{}

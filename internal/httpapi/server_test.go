@@ -417,7 +417,9 @@ func TestOrganizationCredentials(t *testing.T) {
 	}
 	var predicted []string
 	ts := newServer(t, httpapi.Config{BasicAuthUser: "ls", BasicAuthPass: "s3cret", OrgAuth: secret,
-		Tenants: tenants{"1.100": 1, "2.200": 2}},
+		Tenants: tenants{"1.100": 1, "2.200": 2},
+		Checks:  func() (map[string]any, bool) { return map[string]any{"credentials": "of every organization"}, false },
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "sam_metric 1\n") })},
 		predictorFunc(func(_ context.Context, r *ls.PredictRequest) (*ls.PredictResponse, error) {
 			predicted = append(predicted, string(r.Project))
 			return &ls.PredictResponse{Results: []ls.Prediction{}}, nil
@@ -442,6 +444,8 @@ func TestOrganizationCredentials(t *testing.T) {
 		{"no project", "POST", "/predict", org(1), `{"tasks":[]}`, 403},
 		{"another organization's password", "POST", "/predict", auth("org-1", pass2), `{"project":"1.100"}`, 401},
 		{"health", "GET", "/health", org(3), "", 200},
+		{"metrics", "GET", "/metrics", org(1), "", 403},
+		{"metrics with the global credentials", "GET", "/metrics", auth("ls", "s3cret"), "", 200},
 		{"global credentials reach every project", "POST", "/predict", auth("ls", "s3cret"), `{"project":"2.200"}`, 200},
 		{"global user with an organization's password", "POST", "/predict", auth("ls", pass2), `{"project":"2.200"}`, 401},
 	}
@@ -455,6 +459,16 @@ func TestOrganizationCredentials(t *testing.T) {
 	}
 	if diff := cmp.Diff(predicted, []string{"1.100", "2.200"}); diff != "" {
 		t.Errorf("the predictor saw (-got +want):\n%s", diff)
+	}
+	// Organizations get Label Studio's health answer, without the checks
+	// that describe other organizations and the backend's infrastructure.
+	_, body := do(t, "GET", ts.URL+"/health", nil, org(1))
+	if strings.Contains(string(body), "checks") || !strings.Contains(string(body), `"status":"UP"`) {
+		t.Errorf("/health for an organization: %s", body)
+	}
+	_, body = do(t, "GET", ts.URL+"/health", nil, auth("ls", "s3cret"))
+	if !strings.Contains(string(body), "of every organization") {
+		t.Errorf("/health for the operator lacks the checks: %s", body)
 	}
 }
 

@@ -270,6 +270,13 @@ func TestParseProjectRef(t *testing.T) {
 		{"-4.5", ls.ProjectRef{}, true},
 		{"12.x", ls.ProjectRef{}, true},
 		{"12.", ls.ProjectRef{}, true},
+		{"07", ls.ProjectRef{}, true},
+		{"+7", ls.ProjectRef{}, true},
+		{" 7", ls.ProjectRef{}, true},
+		{"7.0009", ls.ProjectRef{}, true},
+		{"7.-0", ls.ProjectRef{}, true},
+		{"7.+9", ls.ProjectRef{}, true},
+		{"7.0", ls.ProjectRef{ID: 7, HasCreatedAt: true}, false},
 	}
 	for _, tt := range tests {
 		got, err := ls.ParseProjectRef(tt.in)

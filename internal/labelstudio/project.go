@@ -20,16 +20,19 @@ type ProjectRef struct {
 
 // ParseProjectRef parses "<id>.<unix seconds>" or a bare "<id>". Label
 // Studio builds it as f"{project.id}.{int(project.created_at.timestamp())}".
+// Only that canonical form is accepted (no sign, no leading zeros), so
+// that one project has one reference with a timestamp and one without,
+// and caches keyed by the reference cannot be flooded with aliases.
 func ParseProjectRef(s string) (ProjectRef, error) {
 	idText, tsText, hasTS := strings.Cut(s, ".")
 	id, err := strconv.ParseInt(idText, 10, 64)
-	if err != nil || id <= 0 {
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != idText {
 		return ProjectRef{}, fmt.Errorf("project %q is not \"<id>.<timestamp>\" or \"<id>\"", clip(s))
 	}
 	ref := ProjectRef{ID: id}
 	if hasTS {
 		ts, err := strconv.ParseInt(tsText, 10, 64)
-		if err != nil || ts < 0 {
+		if err != nil || ts < 0 || strconv.FormatInt(ts, 10) != tsText {
 			return ProjectRef{}, fmt.Errorf("project %q has a bad timestamp after the dot", clip(s))
 		}
 		ref.CreatedAt, ref.HasCreatedAt = ts, true

@@ -60,12 +60,12 @@ func BenchmarkTask(b *testing.B) {
 // made with an organization's own credentials: one project row.
 func BenchmarkProjectOrganization(b *testing.B) {
 	s := openStore(b, real2025, lsdb.Options{})
-	if _, err := s.ProjectOrganization(b.Context(), 1); err != nil {
+	if _, _, err := s.ProjectOrganization(b.Context(), 1); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.ProjectOrganization(b.Context(), 1); err != nil {
+		if _, _, err := s.ProjectOrganization(b.Context(), 1); err != nil {
 			b.Fatal(err)
 		}
 	}

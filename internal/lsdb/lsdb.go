@@ -306,11 +306,11 @@ func (s *Store) Task(ctx context.Context, taskID int64) (projectID int64, data [
 }
 
 // ProjectOrganization returns the id of the organization that owns project
-// projectID. A project that is not in the database, or is deleted, is a
-// *NotFoundError; one without an organization is a *DataError.
-func (s *Store) ProjectOrganization(ctx context.Context, projectID int64) (int64, error) {
-	var org int64
-	err := s.read(ctx, func(ctx context.Context, tx *sql.Tx, g *generation) error {
+// projectID, and the project's created_at in unix seconds. A project that
+// is not in the database, or is deleted, is a *NotFoundError; one without
+// an organization is a *DataError.
+func (s *Store) ProjectOrganization(ctx context.Context, projectID int64) (org, createdAt int64, err error) {
+	err = s.read(ctx, func(ctx context.Context, tx *sql.Tx, g *generation) error {
 		var o, projectCreator, orgCreator sql.NullInt64
 		var created dbTime
 		err := tx.StmtContext(ctx, g.project).QueryRowContext(ctx, projectID).
@@ -323,14 +323,16 @@ func (s *Store) ProjectOrganization(ctx context.Context, projectID int64) (int64
 		case !o.Valid:
 			return &DataError{Err: ErrNoOrganization,
 				Msg: fmt.Sprintf("project %d has no organization in Label Studio's database", projectID)}
+		case !created.Valid:
+			return fmt.Errorf("query project %d: created_at is NULL", projectID)
 		}
-		org = o.Int64
+		org, createdAt = o.Int64, created.Time.Unix()
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return org, nil
+	return org, createdAt, nil
 }
 
 // resolve runs Resolve's queries in tx.

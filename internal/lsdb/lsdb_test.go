@@ -111,8 +111,8 @@ var lsCases = []struct {
 		err:      "no active user found for organization 10 of project 11: its creator, the project's creator and its members are all deleted or inactive",
 		sentinel: lsdb.ErrNoUser, status: http.StatusBadGateway},
 
-	{name: "organization of a project", call: "ProjectOrganization", id: 7, project: 7},
-	{name: "organization of a project whose users have no token", call: "ProjectOrganization", id: 11, project: 10},
+	{name: "organization of a project", call: "ProjectOrganization", id: 7, project: 7, data: "1784280859"},
+	{name: "organization of a project whose users have no token", call: "ProjectOrganization", id: 11, project: 10, data: "1784280859"},
 	{name: "organization of a soft-deleted project", call: "ProjectOrganization", id: 6,
 		err:      "project 6 not found in Label Studio's database (deleted, or the database belongs to another Label Studio instance)",
 		sentinel: lsdb.ErrNotFound, status: http.StatusNotFound},
@@ -152,8 +152,8 @@ func TestLabelStudio123(t *testing.T) {
 					project, data, terr := s.Task(t.Context(), tt.id)
 					got, err = fmt.Sprintf("(%d, %s)", project, data), terr
 				case "ProjectOrganization":
-					org, oerr := s.ProjectOrganization(t.Context(), tt.id)
-					got, err = fmt.Sprintf("(%d, )", org), oerr
+					org, created, oerr := s.ProjectOrganization(t.Context(), tt.id)
+					got, err = fmt.Sprintf("(%d, %d)", org, created), oerr
 				}
 				if tt.err != "" {
 					checkFailure(t, fmt.Sprintf("%s(%d)", tt.call, tt.id), got, err, tt.err, tt.sentinel, tt.status)
