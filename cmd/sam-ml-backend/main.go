@@ -23,10 +23,11 @@ var version string
 func main() {
 	if len(os.Args) > 1 {
 		if err := app.Command(os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-			if !errors.Is(err, app.ErrUsage) {
-				fmt.Fprintln(os.Stderr, "sam-ml-backend:", err)
+			if errors.Is(err, app.ErrUsage) {
+				os.Exit(2)
 			}
-			os.Exit(2)
+			fmt.Fprintln(os.Stderr, "sam-ml-backend:", err)
+			os.Exit(1)
 		}
 		return
 	}

@@ -182,11 +182,12 @@ func (c *credCheck) check(ctx context.Context) {
 	for _, t := range targets {
 		live[t.name] = true
 	}
+	retried := map[string]bool{}
 	c.mu.Lock()
 	for name, v := range c.verdicts {
 		if !live[name] && v.status != "valid" {
 			targets = append(targets, v.target)
-			live[name] = true
+			retried[name] = true
 		}
 	}
 	c.mu.Unlock()
@@ -194,8 +195,18 @@ func (c *credCheck) check(ctx context.Context) {
 		v := c.verify(ctx, t)
 		v.target = t
 		c.mu.Lock()
-		prev := c.verdicts[t.name]
-		c.verdicts[t.name] = v
+		prev, had := c.verdicts[t.name]
+		if v.status == "error" && prev.status != "valid" && had {
+			// Label Studio could not say: a refusal seen before still
+			// stands, so the refused token stays out of use.
+			v.rejected = prev.rejected
+		}
+		if v.status == "error" && !live[t.name] {
+			// No longer in use, and no verdict to be had: forget it.
+			delete(c.verdicts, t.name)
+		} else {
+			c.verdicts[t.name] = v
+		}
 		c.mu.Unlock()
 		if v.status != prev.status {
 			level := slog.LevelInfo
@@ -207,7 +218,7 @@ func (c *credCheck) check(ctx context.Context) {
 	}
 	c.mu.Lock()
 	for name := range c.verdicts {
-		if !live[name] {
+		if !live[name] && !retried[name] {
 			delete(c.verdicts, name) // no longer cached: nothing to say
 		}
 	}
@@ -276,7 +287,7 @@ func (c *credCheck) isRejected(h string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, v := range c.verdicts {
-		if v.status == "rejected" && v.rejected == sum {
+		if v.rejected == sum {
 			return true
 		}
 	}

@@ -27,7 +27,7 @@ func metricValue(text, series string) float64 {
 }
 
 // TestMetricsAndLogsOfARun runs predictions on both organizations (one
-// refused, one falling back to the static key), then checks /metrics
+// refused; a static key is set but never needed), then checks /metrics
 // counts them without carrying a token, a URL or a file name, and that the
 // JSON log has one line per prediction with its stage times and the
 // request's id.

@@ -102,6 +102,10 @@ type Config struct {
 	HealthVerifyTokens bool
 }
 
+// MinOrgAuthSecretLen is the shortest ORG_AUTH_SECRET accepted; it is
+// internal/orgauth's MinSecretLen (a test in internal/app keeps them equal).
+const MinOrgAuthSecretLen = 32
+
 // DefaultDBPath is where Label Studio's data folder is mounted in the
 // backend's container: Label Studio's image keeps its database there.
 const DefaultDBPath = "/label-studio-data/label_studio.sqlite3"
@@ -158,7 +162,7 @@ var Settings = []Setting{
 	{Names: []string{"ORG_TOKENS_FILE"}, Doc: "JSON object mapping organization ids to tokens (legacy keys or personal access tokens), for organizations whose token cannot come from the database. Reloaded when it changes. Secret."},
 	{Names: []string{"ORG_CACHE_SIZE"}, Default: "128", Doc: "Projects (and organizations) whose credential is cached."},
 	{Names: []string{"ORG_CACHE_TTL"}, Default: "5m", Doc: "How long a resolved credential is trusted before the database is read again."},
-	{Names: []string{"HEALTH_INTERVAL"}, Default: "15s", Doc: "How often Label Studio's database is checked in the background for `/health` (`checks.database`)."},
+	{Names: []string{"HEALTH_INTERVAL"}, Default: "15s", Doc: "How often Label Studio's database (and, with `HEALTH_VERIFY_TOKENS`, the credentials) are checked in the background, for `/health`."},
 	{Names: []string{"HEALTH_VERIFY_TOKENS"}, Default: "false", Doc: "`true`: every `HEALTH_INTERVAL`, check each organization's resolved token against Label Studio (`GET /api/current-user/whoami`); `/health` shows the result per organization, and a refused token fails over to the static credential where one is set."},
 	{Names: []string{"ORG_CACHE_STALE"}, Default: "1h", Doc: "How long past `ORG_CACHE_TTL` a cached credential keeps serving while Label Studio's database is unavailable."},
 }
@@ -260,7 +264,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	if c.OrgAuthSecret = getenv("ORG_AUTH_SECRET"); c.OrgAuthSecret != "" {
 		switch {
-		case len(c.OrgAuthSecret) < 32:
+		case len(c.OrgAuthSecret) < MinOrgAuthSecretLen:
 			r.fail("ORG_AUTH_SECRET", c.OrgAuthSecret, true, "is too short: use at least 32 characters, e.g. the output of openssl rand -hex 32")
 		case !c.UseOrgMiddleware:
 			r.fail("ORG_AUTH_SECRET", c.OrgAuthSecret, true, "needs USE_ORG_MIDDLEWARE=true: organizations' projects are checked in Label Studio's database")

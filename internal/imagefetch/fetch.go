@@ -101,7 +101,8 @@ type Config struct {
 	// Observe, if set, is called after every download (before decoding)
 	// with how it ended, the bytes read and the time taken. status is the
 	// HTTP status code of the final answer ("200", "404"), "local" for a
-	// file read under LocalFilesRoot, "refused" for a location not
+	// file found under LocalFilesRoot (read, or refused as too big or
+	// unreadable), "refused" for a location not
 	// fetched (a blocked address, a bad reference) and "error" when no
 	// answer came (network errors, timeouts, a failed credential).
 	Observe func(status string, bytes int64, d time.Duration)

@@ -58,7 +58,7 @@ func New(info Info, cache func() CacheStats) *Metrics {
 		reg: reg,
 		credentials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sam_credential_resolutions_total",
-			Help: "Resolutions of a project's organization and Label Studio credential (for the embedding cache key and for image requests), by outcome: cache_hit, cache_miss, static, fallback or error (a fallback also counts its failed organization resolution as an error).",
+			Help: "Resolutions of a project's organization and Label Studio credential (for the embedding cache key, for image requests and for the HEALTH_VERIFY_TOKENS checks), by outcome: cache_hit, cache_miss, static, fallback (the static credential served after the organization's failed, which was counted too) or error.",
 		}, []string{"outcome"}),
 		credentialTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sam_credential_resolution_seconds",
