@@ -131,6 +131,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		CacheBytes:         cacheBytes,
 		EncoderConcurrency: cfg.EncoderConcurrency,
 		MaxQueue:           cfg.EncoderQueue,
+		MaxPixels:          cfg.MaxImagePixels,
 		Logger:             logger,
 		Binder:             cs.binder,
 		ObserveEncode:      m.ObserveEncode,

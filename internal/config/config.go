@@ -148,7 +148,7 @@ var Settings = []Setting{
 	{Names: []string{"MAX_REQUEST_BYTES"}, Default: "33554432", Doc: "Largest request body (interactive payloads carry drafts)."},
 	{Names: []string{"MAX_JSON_DEPTH"}, Default: "100", Doc: "How deep a request body's arrays and objects may nest; deeper is a 400 before the body is decoded."},
 	{Names: []string{"MAX_IMAGE_BYTES"}, Default: "67108864", Doc: "Largest image download."},
-	{Names: []string{"MAX_IMAGE_PIXELS"}, Default: "100000000", Doc: "Largest image, in pixels, checked from the header before decoding."},
+	{Names: []string{"MAX_IMAGE_PIXELS"}, Default: "100000000", Doc: "Largest image, in pixels, checked from the header before decoding (at most 1000000000); also the largest mask when the editor's size for the image differs from the image's."},
 	{Names: []string{"ALLOWED_IMAGE_HOSTS"}, Doc: "Comma-separated hosts (`host` or `host:port`) that images may be fetched from although they are loopback, link-local or private addresses, e.g. `minio:9000`. Label Studio's own origin is always allowed."},
 	{Names: []string{"FETCH_TIMEOUT"}, Default: "30s", Doc: "Time limit for one image download."},
 	{Names: []string{"LOG_LEVEL"}, Default: "INFO", Doc: "`DEBUG`, `INFO`, `WARNING` or `ERROR`."},
@@ -217,7 +217,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		MaxRequestBytes:     r.int("MAX_REQUEST_BYTES", 32<<20, 1<<10, 1<<40),
 		MaxJSONDepth:        int(r.int("MAX_JSON_DEPTH", 100, 1, 10000)),
 		MaxImageBytes:       r.int("MAX_IMAGE_BYTES", 64<<20, 1<<10, 1<<40),
-		MaxImagePixels:      r.int("MAX_IMAGE_PIXELS", 100_000_000, 1, 1<<40),
+		MaxImagePixels:      r.int("MAX_IMAGE_PIXELS", 100_000_000, 1, 1_000_000_000),
 		FetchTimeout:        r.duration("FETCH_TIMEOUT", 30*time.Second),
 		LogLevel:            strings.ToUpper(r.or("LOG_LEVEL", "INFO")),
 	}

@@ -1,8 +1,8 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -67,7 +67,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	var ev ls.WebhookEvent
-	if err := s.decode(w, r, &ev); err != nil {
+	if err := s.decodeLimit(w, r, &ev, min(maxWebhookBytes, s.cfg.MaxRequestBytes)); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -109,13 +109,11 @@ type invalidateRequest struct {
 
 func (s *Server) handleInvalidate(w http.ResponseWriter, r *http.Request) {
 	var req invalidateRequest
-	if r.ContentLength != 0 {
-		// An empty body means "everything"; decode treats it as an error.
-		body := http.MaxBytesReader(w, r.Body, 1<<16)
-		if err := json.NewDecoder(body).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-			writeError(w, http.StatusBadRequest, `body must be {}, {"project": <id>} or {"organization": <id>}`)
-			return
-		}
+	// An empty body means "everything"; decode treats it as an error.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16))
+	if err != nil || len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &req) != nil {
+		writeError(w, http.StatusBadRequest, `body must be {}, {"project": <id>} or {"organization": <id>}`)
+		return
 	}
 	if req.Project != nil && req.Organization != nil {
 		writeError(w, http.StatusBadRequest, "name a project or an organization, not both")

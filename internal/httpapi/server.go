@@ -348,14 +348,28 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, http.StatusInternalServerError, "internal error; the backend's log has the details")
 }
 
+// maxWebhookBytes caps a webhook's body. Webhooks need no basic auth, and
+// the backend reads only their action: a large one is refused rather
+// than buffered.
+const maxWebhookBytes = 1 << 20
+
 // decode reads a JSON body into v, with the size cap applied.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
+	return s.decodeLimit(w, r, v, s.cfg.MaxRequestBytes)
+}
+
+// decodeLimit is decode with a cap of limit bytes.
+func (s *Server) decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body := http.MaxBytesReader(w, r.Body, limit)
 	b, err := io.ReadAll(body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes (MAX_REQUEST_BYTES)", tooBig.Limit)}
+			setting := "MAX_REQUEST_BYTES"
+			if limit != s.cfg.MaxRequestBytes {
+				setting = "webhooks are read for their action only"
+			}
+			return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes (%s)", tooBig.Limit, setting)}
 		}
 		return &apiError{http.StatusBadRequest, "read request body: " + err.Error()}
 	}

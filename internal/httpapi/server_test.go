@@ -296,6 +296,7 @@ func TestAdminInvalidate(t *testing.T) {
 		{"both", bearer, `{"project": 1, "organization": 3}`, 400, nil},
 		{"bad id", bearer, `{"project": -1}`, 400, nil},
 		{"garbage", bearer, `[`, 400, nil},
+		{"trailing garbage", bearer, `{"project": 12} x`, 400, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,6 +367,19 @@ func TestRetryAfterHeader(t *testing.T) {
 	resp, _ := do(t, "POST", ts.URL+"/predict", []byte(`{}`), nil)
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "5" {
 		t.Errorf("status %d Retry-After %q, want 503 and 5", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestWebhookBodiesAreSmall(t *testing.T) {
+	ts := newServer(t, httpapi.Config{}, noResults, nil)
+	big := `{"action":"ANNOTATION_CREATED","annotation":{"result":"` + strings.Repeat("a", 1<<20) + `"}}`
+	resp, body := do(t, "POST", ts.URL+"/webhook", []byte(big), nil)
+	if resp.StatusCode != 413 || !strings.Contains(string(body), "webhooks are read for their action only") {
+		t.Errorf("a 1 MiB webhook: %d %s; want 413", resp.StatusCode, body)
+	}
+	resp, body = do(t, "POST", ts.URL+"/webhook", []byte(`{"action":"ANNOTATION_CREATED","annotation":{"result":[]}}`), nil)
+	if resp.StatusCode != 201 {
+		t.Errorf("a small training webhook: %d %s; want 201", resp.StatusCode, body)
 	}
 }
 

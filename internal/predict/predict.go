@@ -60,6 +60,9 @@ const (
 	fetchConcurrency = 2
 	// DefaultMaxQueue is how many images may wait for the encoder.
 	DefaultMaxQueue = 16
+	// DefaultMaxPixels bounds the editor's idea of an image's size, which
+	// the mask is drawn at, as MAX_IMAGE_PIXELS does by default.
+	DefaultMaxPixels = 100_000_000
 	// busyRetryAfter is what a client refused for a full queue is told.
 	busyRetryAfter = 5 * time.Second
 )
@@ -85,6 +88,10 @@ type Options struct {
 	// Binder, if set, binds each request to its task before anything is
 	// fetched.
 	Binder Binder
+	// MaxPixels bounds the size of the mask when the editor's idea of the
+	// image's size differs from the image's (MAX_IMAGE_PIXELS); 0 means
+	// DefaultMaxPixels.
+	MaxPixels int64
 	// MaxQueue bounds the images waiting for an encoder slot beyond those
 	// being encoded; a new image past it gets a 503 with Retry-After. 0
 	// means DefaultMaxQueue.
@@ -102,6 +109,7 @@ type Service struct {
 	fetchSlot chan struct{}
 	binder    Binder
 	maxFlying int            // flights allowed at once: encoder slots plus the queue
+	maxPixels int64          // the largest mask
 	running   sync.WaitGroup // flights under way
 
 	mu      sync.Mutex // guards flights, closed, and cache lookups with them
@@ -127,6 +135,9 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 	if opts.MaxQueue <= 0 {
 		opts.MaxQueue = DefaultMaxQueue
 	}
+	if opts.MaxPixels <= 0 {
+		opts.MaxPixels = DefaultMaxPixels
+	}
 	s := &Service{
 		images:        images,
 		seg:           seg,
@@ -138,6 +149,7 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 		observeEncode: opts.ObserveEncode,
 		binder:        opts.Binder,
 		maxFlying:     opts.EncoderConcurrency + opts.MaxQueue,
+		maxPixels:     opts.MaxPixels,
 		flights:       make(map[string]*flight),
 	}
 	s.cache = lru.New(lru.Options[string, *sam.Embedding]{
@@ -252,6 +264,13 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 		return nil, err
 	}
 	if emb.Width != in.Width || emb.Height != in.Height {
+		// The mask is drawn at the editor's size, which the request
+		// states: bound it as images are, or one request could ask
+		// for a mask of a terabyte.
+		if editor := int64(in.Width) * int64(in.Height); editor > s.maxPixels {
+			return nil, badRequest(fmt.Errorf("the editor's image size %dx%d (original_width, original_height) is over the limit of %d pixels (MAX_IMAGE_PIXELS), and not the image's %dx%d",
+				in.Width, in.Height, s.maxPixels, emb.Width, emb.Height))
+		}
 		// The editor saw another size (a resized copy, or a browser that
 		// ignores EXIF orientation). Take the click's percentages of the
 		// image we have, and give the mask the editor's size, or the

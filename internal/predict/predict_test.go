@@ -206,6 +206,31 @@ func TestEditorSizeDiffers(t *testing.T) {
 	}
 }
 
+// TestEditorSizeIsBounded: the request states the editor's size, and the
+// mask is drawn at it; a size far from the image's is refused before any
+// mask is made (1048576×1048576 once asked for a terabyte).
+func TestEditorSizeIsBounded(t *testing.T) {
+	s := predict.New(&fakeImages{w: 64, h: 48}, &fakeSAM{}, predict.Options{MaxPixels: 256 * 256})
+	for _, size := range []float64{1 << 20, 40000, 257} {
+		req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+		req.Params.Context.Result[0].OriginalWidth = ptr(size)
+		req.Params.Context.Result[0].OriginalHeight = ptr(size)
+		_, err := s.Predict(context.Background(), req)
+		var pe *predict.Error
+		if !errors.As(err, &pe) || pe.Status != 400 || !strings.Contains(pe.Msg, "is over the limit of 65536 pixels (MAX_IMAGE_PIXELS), and not the image's 64x48") {
+			t.Errorf("editor %vx%v for a 64x48 image: %v; want a 400", size, size, err)
+		}
+	}
+	for _, size := range [][2]float64{{48, 64}, {256, 256}} { // width and height swapped; the largest allowed
+		req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+		req.Params.Context.Result[0].OriginalWidth = ptr(size[0])
+		req.Params.Context.Result[0].OriginalHeight = ptr(size[1])
+		if _, err := s.Predict(context.Background(), req); err != nil {
+			t.Errorf("editor %vx%v for a 64x48 image: %v", size[0], size[1], err)
+		}
+	}
+}
+
 func TestBoxAlone(t *testing.T) {
 	imgs, seg := &fakeImages{w: 1080, h: 1080}, &fakeSAM{}
 	s := predict.New(imgs, seg, predict.Options{})
