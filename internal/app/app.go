@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,6 +133,7 @@ func New(cfg *config.Config, version string, logger *slog.Logger) (*App, error) 
 		EncoderConcurrency: cfg.EncoderConcurrency,
 		MaxQueue:           cfg.EncoderQueue,
 		MaxPixels:          cfg.MaxImagePixels,
+		TenantOf:           cs.tenantOf(),
 		Logger:             logger,
 		Binder:             cs.binder,
 		ObserveEncode:      m.ObserveEncode,
@@ -449,6 +451,19 @@ func newCredentials(cfg *config.Config, logger *slog.Logger, observe func(outcom
 		store.Close()
 	}
 	return cs, nil
+}
+
+// tenantOf returns what names the tenant of an image key: with the
+// organization middleware, the key's scope, "org<id>" (or "static"); nil
+// with a single credential, where there is one tenant.
+func (cs credSetup) tenantOf() func(string) string {
+	if cs.scope == nil {
+		return nil
+	}
+	return func(key string) string {
+		tenant, _, _ := strings.Cut(key, "/")
+		return tenant
+	}
 }
 
 // observedStatic is the static credential alone, its resolutions counted.

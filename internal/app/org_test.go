@@ -277,7 +277,10 @@ func TestOrganizationsStayIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	srv := f.serve(t, map[string]string{"ORG_TOKENS_FILE": tokens, "EMBEDDING_CACHE_MB": "0", "LOG_LEVEL": "DEBUG"}, logs)
+	// A queue deep enough for the 16 requests at once, whichever
+	// organization they belong to: the test is about isolation, not load.
+	srv := f.serve(t, map[string]string{"ORG_TOKENS_FILE": tokens, "EMBEDDING_CACHE_MB": "0", "LOG_LEVEL": "DEBUG",
+		"SAM_ENCODER_QUEUE": "64"}, logs)
 
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup

@@ -88,6 +88,12 @@ type Options struct {
 	// Binder, if set, binds each request to its task before anything is
 	// fetched.
 	Binder Binder
+	// TenantOf, if set, names the tenant (the organization) an image key
+	// belongs to, so that one tenant cannot take every slot: a quarter of
+	// the images being prepared or queued stay for the others, and a
+	// tenant makes fetchConcurrency-1 downloads at once, so that images
+	// stuck on a slow server of one tenant leave room for the others.
+	TenantOf func(key string) string
 	// MaxPixels bounds the size of the mask when the editor's idea of the
 	// image's size differs from the image's (MAX_IMAGE_PIXELS); 0 means
 	// DefaultMaxPixels.
@@ -108,9 +114,12 @@ type Service struct {
 	encSlot   chan struct{}
 	fetchSlot chan struct{}
 	binder    Binder
-	maxFlying int            // flights allowed at once: encoder slots plus the queue
-	maxPixels int64          // the largest mask
-	running   sync.WaitGroup // flights under way
+	maxFlying int   // flights allowed at once: encoder slots plus the queue
+	maxPixels int64 // the largest mask
+	tenantOf  func(string) string
+	perTenant int                     // flights one tenant may hold
+	tenants   map[string]*tenantState // guarded by mu
+	running   sync.WaitGroup          // flights under way
 
 	mu      sync.Mutex // guards flights, closed, and cache lookups with them
 	flights map[string]*flight
@@ -150,6 +159,9 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 		binder:        opts.Binder,
 		maxFlying:     opts.EncoderConcurrency + opts.MaxQueue,
 		maxPixels:     opts.MaxPixels,
+		tenantOf:      opts.TenantOf,
+		perTenant:     perTenant(opts.EncoderConcurrency + opts.MaxQueue),
+		tenants:       make(map[string]*tenantState),
 		flights:       make(map[string]*flight),
 	}
 	s.cache = lru.New(lru.Options[string, *sam.Embedding]{
@@ -334,6 +346,7 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 // flight is one fetch-and-encode of an image, shared by every request that
 // asks for the image while it runs.
 type flight struct {
+	tenant  *tenantState  // nil without TenantOf
 	done    chan struct{} // closed when emb or err is set
 	emb     *sam.Embedding
 	err     error
@@ -341,6 +354,16 @@ type flight struct {
 	encode  time.Duration
 	waiters int                // requests waiting; guarded by Service.mu
 	cancel  context.CancelFunc // stops the work when the last waiter leaves
+}
+
+// perTenant is how many of flights one tenant may hold: all but a quarter.
+func perTenant(flights int) int { return max(1, flights-max(1, flights/4)) }
+
+// tenantState is what one tenant holds; guarded by Service.mu.
+type tenantState struct {
+	name    string
+	flights int
+	fetch   chan struct{} // its download slots
 }
 
 // embedding returns the cached embedding of the image under key, or fetches
@@ -368,8 +391,23 @@ func (s *Service) embedding(ctx context.Context, key, ref string, taskID int64, 
 			return nil, &Error{Status: 503, RetryAfter: busyRetryAfter,
 				Msg: fmt.Sprintf("the backend is busy: %d images are being prepared or wait for the encoder; try again shortly", n)}
 		}
+		var ts *tenantState
+		if s.tenantOf != nil {
+			name := s.tenantOf(key)
+			if ts = s.tenants[name]; ts == nil {
+				ts = &tenantState{name: name, fetch: make(chan struct{}, max(1, fetchConcurrency-1))}
+				s.tenants[name] = ts
+			}
+			if ts.flights >= s.perTenant {
+				n := ts.flights
+				s.mu.Unlock()
+				return nil, &Error{Status: 503, RetryAfter: busyRetryAfter,
+					Msg: fmt.Sprintf("the backend is busy with this organization's images: %d are being prepared or wait for the encoder, its share; try again shortly", n)}
+			}
+			ts.flights++
+		}
 		work, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		f = &flight{done: make(chan struct{}), cancel: cancel}
+		f = &flight{tenant: ts, done: make(chan struct{}), cancel: cancel}
 		s.flights[key] = f
 		s.running.Add(1)
 		go s.fly(work, f, key, ref, taskID, project)
@@ -413,21 +451,44 @@ func (s *Service) fly(ctx context.Context, f *flight, key, ref string, taskID in
 			s.cache.Add(key, f.emb, f.emb.Bytes(), 0)
 		}
 		delete(s.flights, key)
+		if ts := f.tenant; ts != nil {
+			if ts.flights--; ts.flights == 0 {
+				delete(s.tenants, ts.name)
+			}
+		}
 		s.mu.Unlock()
 		close(f.done)
 	}()
 
+	var tenantSlot chan struct{} // nil without tenants: never ready in a select
+	if f.tenant != nil {
+		tenantSlot = f.tenant.fetch
+		select {
+		case tenantSlot <- struct{}{}:
+		case <-ctx.Done():
+			f.err = fmt.Errorf("wait to fetch the image: %w", context.Cause(ctx))
+			return
+		}
+	}
+	release := func() {
+		if tenantSlot != nil {
+			<-tenantSlot
+		}
+	}
 	select {
 	case s.fetchSlot <- struct{}{}:
 	case <-ctx.Done():
+		release()
 		f.err = fmt.Errorf("wait to fetch the image: %w", context.Cause(ctx))
 		return
 	}
 	t0 := time.Now()
 	s.stats.fetches.Add(1)
 	s.log.DebugContext(ctx, "embedding cache miss: fetching the image", "task", taskID, "project", project)
-	img, err := s.images.Fetch(ctx, ref, taskID, project)
-	<-s.fetchSlot
+	img, err := func() (image.Image, error) {
+		defer func() { <-s.fetchSlot; release() }() // even if Fetch panics
+		return s.images.Fetch(ctx, ref, taskID, project)
+	}()
 	if err != nil {
 		f.err = fmt.Errorf("fetch image of task %d: %w", taskID, err)
 		return

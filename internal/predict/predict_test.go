@@ -29,7 +29,9 @@ type fakeImages struct {
 	w, h    int
 	fetches atomic.Int64
 	err     error
-	gate    chan struct{} // if set, Fetch waits for it
+	gate    chan struct{}                  // if set, Fetch waits for it
+	gateFor func(ref string) chan struct{} // if set, Fetch waits for the one it returns
+	panics  bool                           // if set, Fetch panics
 }
 
 func (f *fakeImages) Key(ctx context.Context, ref string, taskID int64, project string) (string, error) {
@@ -41,8 +43,16 @@ func (f *fakeImages) Key(ctx context.Context, ref string, taskID int64, project 
 
 func (f *fakeImages) Fetch(ctx context.Context, ref string, taskID int64, project string) (image.Image, error) {
 	f.fetches.Add(1)
+	if f.panics {
+		panic("fetch exploded")
+	}
 	if f.gate != nil {
 		<-f.gate
+	}
+	if f.gateFor != nil {
+		if g := f.gateFor(ref); g != nil {
+			<-g
+		}
 	}
 	if f.err != nil {
 		return nil, f.err
@@ -691,4 +701,63 @@ func TestFullQueueIsA503WithRetryAfter(t *testing.T) {
 			t.Errorf("after the queue drained: %v", err)
 		}
 	})
+}
+
+// TestOneTenantCannotTakeEverySlot: organization a's images hang on a slow
+// server; it may fill only three quarters of the queue and one of the two
+// download slots, so organization b's first click still gets its mask.
+func TestOneTenantCannotTakeEverySlot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gateA := make(chan struct{})
+		imgs := &fakeImages{w: 8, h: 8, gateFor: func(ref string) chan struct{} {
+			if strings.HasPrefix(ref, "/a/") {
+				return gateA
+			}
+			return nil
+		}}
+		s := predict.New(imgs, &fakeSAM{}, predict.Options{EncoderConcurrency: 1, MaxQueue: 3,
+			TenantOf: func(key string) string { return strings.Split(key, "/")[1] }})
+		click := func(ref string) error {
+			req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+			req.Tasks[0].Data["image"] = json.RawMessage(fmt.Sprintf("%q", ref))
+			_, err := s.Predict(context.Background(), req)
+			return err
+		}
+		errs := make(chan error, 3)
+		for i := range 3 { // all but a quarter of the 4 slots
+			go func() { errs <- click(fmt.Sprintf("/a/%d.jpg", i)) }()
+		}
+		synctest.Wait()
+		err := click("/a/4.jpg")
+		var pe *predict.Error
+		if !errors.As(err, &pe) || pe.Status != 503 || !strings.Contains(pe.Msg, "this organization's images") {
+			t.Errorf("a fourth image of a: %v; want a 503 for its share", err)
+		}
+		if err := click("/b/1.jpg"); err != nil {
+			t.Errorf("b's image while a's hang: %v", err)
+		}
+		close(gateA)
+		for range 3 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		if err := click("/a/4.jpg"); err != nil {
+			t.Errorf("a's fourth image once its others are done: %v", err)
+		}
+	})
+}
+
+// TestPanicInFetchFreesTheSlots: a panicking download is an error, and
+// leaves the download slots free.
+func TestPanicInFetchFreesTheSlots(t *testing.T) {
+	imgs := &fakeImages{w: 8, h: 8, panics: true}
+	s := predict.New(imgs, &fakeSAM{}, predict.Options{TenantOf: func(string) string { return "a" }})
+	for i := range 4 { // more than the download slots
+		req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+		req.Tasks[0].Data["image"] = json.RawMessage(fmt.Sprintf(`"/x/%d.jpg"`, i))
+		if _, err := s.Predict(context.Background(), req); err == nil || !strings.Contains(err.Error(), "internal error") {
+			t.Fatalf("click %d: %v; want the internal error", i, err)
+		}
+	}
 }
