@@ -123,6 +123,17 @@ func TestOrganizationCredentialsReachOnlyTheirProjects(t *testing.T) {
 		}
 	}
 
+	// The prediction lines of organization 1's own requests name it.
+	found := false
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "msg=prediction") && strings.Contains(line, "project="+orgProject(1)) && strings.Contains(line, "organization=1") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no prediction line names organization 1:\n%s", logs.String())
+	}
+
 	// With the database gone the check cannot be made: refuse, do not
 	// guess.
 	if err := os.Rename(f.dbPath, f.dbPath+".moved"); err != nil {

@@ -140,7 +140,7 @@ var Settings = []Setting{
 	{Names: []string{"ONNXRUNTIME_LIB"}, Default: "the cache of `scripts/fetch-onnxruntime.sh`", Doc: "Path of `libonnxruntime.so` (1.24 or later)."},
 	{Names: []string{"SAM_THREADS"}, Default: "0", Doc: "ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core."},
 	{Names: []string{"SAM_ENCODER_CONCURRENCY"}, Default: "1", Doc: "How many images may be encoded at once; more only helps with many cores."},
-	{Names: []string{"SAM_ENCODER_QUEUE"}, Default: "16", Doc: "How many new images may wait for the encoder; one more gets a 503 with `Retry-After` instead of piling up."},
+	{Names: []string{"SAM_ENCODER_QUEUE"}, Default: "16", Doc: "How many new images may wait for the encoder; one more gets a 503 with `Retry-After` instead of piling up. With the organization middleware one organization may take three quarters of it (and of `SAM_ENCODER_CONCURRENCY`)."},
 	{Names: []string{"EMBEDDING_CACHE_MB"}, Default: "256", Doc: "Memory for cached image embeddings (4 MiB each), so further clicks on an image skip the download and the encoder; 0 turns the cache off."},
 	{Names: []string{"BASIC_AUTH_USER"}, Doc: "Basic-auth user; auth is on only when both user and password are set. Covers every route but `/webhook`."},
 	{Names: []string{"BASIC_AUTH_PASS"}, Secret: true, Doc: "Basic-auth password."},

@@ -243,7 +243,8 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		}
 		if ok && s.cfg.OrgAuth != nil {
 			if org, ok := s.cfg.OrgAuth.Verify(user, pass); ok {
-				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), orgKey{}, org)))
+				ctx := context.WithValue(r.Context(), orgKey{}, org)
+				next.ServeHTTP(w, r.WithContext(logging.With(ctx, slog.Int64("organization", org))))
 				return
 			}
 		}
@@ -296,14 +297,6 @@ func (s *Server) adminOnly(next http.Handler) http.Handler {
 	})
 }
 
-// orgAttr names the organization a request authenticated as, for logs.
-func orgAttr(r *http.Request) slog.Attr {
-	if org, ok := Organization(r.Context()); ok {
-		return slog.Int64("organization", org)
-	}
-	return slog.Attr{}
-}
-
 // statusClientClosedRequest is nginx's status for a request whose client
 // went away before the answer.
 const statusClientClosedRequest = 499
@@ -330,7 +323,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if code >= 500 {
 			level = slog.LevelError
 		}
-		s.log.Log(r.Context(), level, "request failed", "path", r.URL.Path, "status", code, "err", err, orgAttr(r))
+		s.log.Log(r.Context(), level, "request failed", "path", r.URL.Path, "status", code, "err", err)
 		writeError(w, code, se.Error())
 		return
 	}
@@ -344,7 +337,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusGatewayTimeout, "timed out; the backend's log has the details")
 		return
 	}
-	s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "status", 500, "err", err, orgAttr(r))
+	s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "status", 500, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal error; the backend's log has the details")
 }
 

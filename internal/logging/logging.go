@@ -47,6 +47,17 @@ func Level(level string) slog.Level {
 
 type requestIDKey struct{}
 
+type attrsKey struct{}
+
+// With returns ctx carrying attrs, added to every line logged with it
+// after the request id (for example the organization a request
+// authenticated as).
+func With(ctx context.Context, attrs ...slog.Attr) context.Context {
+	prev, _ := ctx.Value(attrsKey{}).([]slog.Attr)
+	all := append(append([]slog.Attr(nil), prev...), attrs...)
+	return context.WithValue(ctx, attrsKey{}, all)
+}
+
 // WithRequestID returns ctx carrying the request id id.
 func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, id)
@@ -80,12 +91,16 @@ func ValidRequestID(id string) bool {
 	return true
 }
 
-// requestIDHandler adds the context's request id to each record.
+// requestIDHandler adds the context's request id and attributes to each
+// record.
 type requestIDHandler struct{ slog.Handler }
 
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
+	}
+	if attrs, ok := ctx.Value(attrsKey{}).([]slog.Attr); ok {
+		r.AddAttrs(attrs...)
 	}
 	return h.Handler.Handle(ctx, r)
 }
