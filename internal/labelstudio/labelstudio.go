@@ -11,6 +11,7 @@ package labelstudio
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -100,7 +101,37 @@ func (p *ProjectField) UnmarshalJSON(b []byte) error {
 // drawn box: the smart regions the annotator made.
 type Context struct {
 	// Result lists the regions, oldest first.
-	Result []ContextRegion `json:"result"`
+	Result Regions `json:"result"`
+}
+
+// Regions are a context's regions. Decoding stops at MaxRegions + 1, so
+// that a body of a million regions is refused before it takes a
+// gigabyte.
+type Regions []ContextRegion
+
+// UnmarshalJSON decodes a list of regions, one at a time, or null.
+func (rs *Regions) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		*rs = nil
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return errors.New("context.result must be a list")
+	}
+	out := Regions{}
+	for dec.More() {
+		if len(out) == MaxRegions {
+			return fmt.Errorf("context has more than %d regions; at most %d are supported", MaxRegions, MaxRegions)
+		}
+		var r ContextRegion
+		if err := dec.Decode(&r); err != nil {
+			return fmt.Errorf("context.result[%d]: %w", len(out), err)
+		}
+		out = append(out, r)
+	}
+	*rs = out
+	return nil
 }
 
 // ContextRegion is one smart KeyPointLabels or RectangleLabels region.

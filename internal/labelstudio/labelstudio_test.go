@@ -325,3 +325,26 @@ func TestResponseGolden(t *testing.T) {
 		t.Errorf("response bytes differ from the reference's sorted compact JSON:\ngot  %s\nwant %s", got, flask)
 	}
 }
+
+func TestRegionsStopAtMaxRegions(t *testing.T) {
+	region := `{"type":"keypointlabels","original_width":10,"original_height":10,"value":{"x":1,"y":1,"keypointlabels":["a"]}}`
+	body := func(n int) []byte {
+		return []byte(`{"result":[` + strings.TrimSuffix(strings.Repeat(region+",", n), ",") + `]}`)
+	}
+	var c ls.Context
+	if err := json.Unmarshal(body(ls.MaxRegions), &c); err != nil || len(c.Result) != ls.MaxRegions {
+		t.Errorf("%d regions: %d decoded, %v", ls.MaxRegions, len(c.Result), err)
+	}
+	err := json.Unmarshal(body(ls.MaxRegions+1), &c)
+	if err == nil || !strings.Contains(err.Error(), "more than 1000 regions") {
+		t.Errorf("%d regions: %v; want the limit named", ls.MaxRegions+1, err)
+	}
+	for _, in := range []string{`{"result":null}`, `{"result":[]}`, `{}`} {
+		if err := json.Unmarshal([]byte(in), &c); err != nil || len(c.Result) != 0 {
+			t.Errorf("%s: %v, %d regions", in, err, len(c.Result))
+		}
+	}
+	if err := json.Unmarshal([]byte(`{"result":{"a":1}}`), &c); err == nil {
+		t.Error("an object as result was accepted")
+	}
+}
