@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"image"
+	"image/color"
 	"image/draw"
 	"image/gif"
 	"image/jpeg"
@@ -148,6 +149,8 @@ func decode(data []byte, maxPixels int64, what, contentType string) (image.Image
 	}
 	if n := int64(cfg.Width) * int64(cfg.Height); n > maxPixels {
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("%s: image is %d×%d = %d pixels, over the limit of %d (MAX_IMAGE_PIXELS)", what, cfg.Width, cfg.Height, n, maxPixels)}
+	} else if wide(cfg.ColorModel) && n > maxPixels/2 {
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("%s: image is %d×%d = %d pixels of 16 bits a channel, which count twice, over the limit of %d (MAX_IMAGE_PIXELS)", what, cfg.Width, cfg.Height, n, maxPixels)}
 	}
 	img, err := c.decode(bytes.NewReader(data))
 	if err != nil {
@@ -157,6 +160,12 @@ func decode(data []byte, maxPixels int64, what, contentType string) (image.Image
 		img = gifCanvas(img, cfg)
 	}
 	return orient(img, orientation(f, data)), nil
+}
+
+// wide reports whether m decodes to 16 bits a channel: 8 bytes a pixel
+// for colour, twice what the pixel limit assumes.
+func wide(m color.Model) bool {
+	return m == color.RGBA64Model || m == color.NRGBA64Model
 }
 
 // gifCanvas places a GIF's first frame on the logical screen that browsers
