@@ -21,6 +21,7 @@ import (
 	"github.com/sam-ml-backend/sam-ml-backend/internal/credentials"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/httpapi"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/imagefetch"
+	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/logging"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lru"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lsauth"
@@ -434,14 +435,25 @@ func newCredentials(cfg *config.Config, logger *slog.Logger, observe func(outcom
 		cs.source = orgBound{Source: cs.source, own: primary, orgOf: resolver.Organization}
 		scope := cs.scope
 		cs.scope = func(ctx context.Context, project string) (string, error) {
-			tenant, err := scope(ctx, project)
-			if _, isOrg := httpapi.Organization(ctx); isOrg && err == nil {
-				// Its own cache space: an image cached for a request
-				// with the global credentials (read from disk, say)
-				// is not served to an organization's own request.
-				tenant += "/own"
+			org, isOrg := httpapi.Organization(ctx)
+			if !isOrg {
+				return scope(ctx, project)
 			}
-			return tenant, err
+			// The resolver's answer (cached) must agree with the
+			// database's (the tenant check): a project that moved
+			// meanwhile is refused, not served from the old space.
+			owner, err := resolver.Organization(ctx, project)
+			if err != nil {
+				return "", err
+			}
+			if owner != org {
+				return "", &predict.Error{Status: http.StatusForbidden,
+					Msg: fmt.Sprintf("project %s is not one of organization %d's projects", ls.ClipText(project), org)}
+			}
+			// Its own cache space: an image cached for a request with
+			// the global credentials (read from disk, say) is not
+			// served to an organization's own request.
+			return "org" + strconv.FormatInt(org, 10) + "/own", nil
 		}
 	}
 	cs.close = func() {

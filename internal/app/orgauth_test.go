@@ -126,7 +126,7 @@ func TestOrganizationCredentialsReachOnlyTheirProjects(t *testing.T) {
 	// The prediction lines of organization 1's own requests name it.
 	found := false
 	for _, line := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(line, "msg=prediction") && strings.Contains(line, "project="+orgProject(1)) && strings.Contains(line, "organization=1") {
+		if strings.Contains(line, "msg=prediction") && strings.Contains(line, "project="+orgProject(1)) && strings.Contains(line, "auth_organization=1") {
 			found = true
 		}
 	}

@@ -160,7 +160,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ObserveRequest(rec.route, rec.status, d)
 	}
-	s.log.DebugContext(r.Context(), "request", "method", r.Method, "route", rec.route, "status", rec.status, "ms", float64(d.Microseconds())/1000)
+	ctx := r.Context()
+	if rec.ctx != nil {
+		ctx = rec.ctx
+	}
+	s.log.DebugContext(ctx, "request", "method", r.Method, "route", rec.route, "status", rec.status, "ms", float64(d.Microseconds())/1000)
 }
 
 // recorder remembers a response's status and the route that served it.
@@ -168,6 +172,7 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	route  string
+	ctx    context.Context // set by auth for an organization's request
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -243,8 +248,11 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		}
 		if ok && s.cfg.OrgAuth != nil {
 			if org, ok := s.cfg.OrgAuth.Verify(user, pass); ok {
-				ctx := context.WithValue(r.Context(), orgKey{}, org)
-				next.ServeHTTP(w, r.WithContext(logging.With(ctx, slog.Int64("organization", org))))
+				ctx := logging.With(context.WithValue(r.Context(), orgKey{}, org), slog.Int64("auth_organization", org))
+				if rec, ok := w.(*recorder); ok {
+					rec.ctx = ctx // for the request's last log line
+				}
+				next.ServeHTTP(w, r.WithContext(ctx))
 				return
 			}
 		}

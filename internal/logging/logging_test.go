@@ -15,7 +15,7 @@ func TestJSONLinesCarryTheRequestID(t *testing.T) {
 	var buf bytes.Buffer
 	log := logging.New(&buf, "INFO", logging.FormatJSON).With("component", "test")
 	ctx := logging.WithRequestID(context.Background(), "abc123")
-	log.InfoContext(logging.With(ctx, slog.Int64("organization", 3)), "prediction", "task", 7)
+	log.InfoContext(logging.With(ctx, slog.Int64("auth_organization", 3)), "prediction", "task", 7)
 	log.Info("no request")
 	log.DebugContext(ctx, "hidden at INFO")
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
@@ -29,7 +29,7 @@ func TestJSONLinesCarryTheRequestID(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[1]), &second); err != nil {
 		t.Fatal(err)
 	}
-	if first["request_id"] != "abc123" || first["msg"] != "prediction" || first["task"] != 7.0 || first["component"] != "test" || first["organization"] != 3.0 {
+	if first["request_id"] != "abc123" || first["msg"] != "prediction" || first["task"] != 7.0 || first["component"] != "test" || first["auth_organization"] != 3.0 {
 		t.Errorf("first line: %v", first)
 	}
 	if _, ok := second["request_id"]; ok {

@@ -58,6 +58,9 @@ const (
 	// fetchConcurrency bounds downloads and decodes at once: a decoded
 	// image of MAX_IMAGE_PIXELS can take hundreds of MB.
 	fetchConcurrency = 2
+	// maskConcurrency bounds decoder runs, and the masks they make, at
+	// once: each is a few milliseconds.
+	maskConcurrency = 4
 	// DefaultMaxQueue is how many images may wait for the encoder.
 	DefaultMaxQueue = 16
 	// DefaultMaxPixels bounds the editor's idea of an image's size, which
@@ -113,6 +116,7 @@ type Service struct {
 	cache     *lru.Cache[string, *sam.Embedding]
 	encSlot   chan struct{}
 	fetchSlot chan struct{}
+	maskSlot  chan struct{} // decoder runs and their masks
 	binder    Binder
 	maxFlying int   // flights allowed at once: encoder slots plus the queue
 	maxPixels int64 // the largest mask
@@ -154,6 +158,7 @@ func New(images Images, seg Segmenter, opts Options) *Service {
 		log:           opts.Logger,
 		encSlot:       make(chan struct{}, opts.EncoderConcurrency),
 		fetchSlot:     make(chan struct{}, fetchConcurrency),
+		maskSlot:      make(chan struct{}, maskConcurrency),
 		observe:       opts.Observe,
 		observeEncode: opts.ObserveEncode,
 		binder:        opts.Binder,
@@ -297,6 +302,14 @@ func (s *Service) Predict(ctx context.Context, req *ls.PredictRequest) (*ls.Pred
 		prompt = toPrompt(at)
 	}
 
+	// A mask slot is held from the decoder run to the RLE: masks at the
+	// editor's size can take hundreds of MB each.
+	select {
+	case s.maskSlot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the decoder: %w", context.Cause(ctx))
+	}
+	defer func() { <-s.maskSlot }()
 	t0 := time.Now()
 	mask, err := s.decode(ctx, emb, prompt)
 	if err != nil {
@@ -460,35 +473,38 @@ func (s *Service) fly(ctx context.Context, f *flight, key, ref string, taskID in
 		close(f.done)
 	}()
 
-	var tenantSlot chan struct{} // nil without tenants: never ready in a select
+	// A download slot (the tenant's, then one of the service's) is held
+	// from the download until the encoder takes the image: decoded images,
+	// hundreds of MB each, do not pile up behind a busy encoder, and no
+	// tenant's images queue ahead of another's by more than one.
+	var tenantSlot chan struct{}
 	if f.tenant != nil {
-		tenantSlot = f.tenant.fetch
 		select {
-		case tenantSlot <- struct{}{}:
+		case f.tenant.fetch <- struct{}{}:
+			tenantSlot = f.tenant.fetch
 		case <-ctx.Done():
 			f.err = fmt.Errorf("wait to fetch the image: %w", context.Cause(ctx))
 			return
 		}
 	}
-	release := func() {
+	releaseTenant := sync.OnceFunc(func() {
 		if tenantSlot != nil {
 			<-tenantSlot
 		}
-	}
+	})
+	defer releaseTenant() // even on a panic
 	select {
 	case s.fetchSlot <- struct{}{}:
 	case <-ctx.Done():
-		release()
 		f.err = fmt.Errorf("wait to fetch the image: %w", context.Cause(ctx))
 		return
 	}
+	releaseFetch := sync.OnceFunc(func() { <-s.fetchSlot; releaseTenant() })
+	defer releaseFetch()
 	t0 := time.Now()
 	s.stats.fetches.Add(1)
 	s.log.DebugContext(ctx, "embedding cache miss: fetching the image", "task", taskID, "project", project)
-	img, err := func() (image.Image, error) {
-		defer func() { <-s.fetchSlot; release() }() // even if Fetch panics
-		return s.images.Fetch(ctx, ref, taskID, project)
-	}()
+	img, err := s.images.Fetch(ctx, ref, taskID, project)
 	if err != nil {
 		f.err = fmt.Errorf("fetch image of task %d: %w", taskID, err)
 		return
@@ -502,6 +518,7 @@ func (s *Service) fly(ctx context.Context, f *flight, key, ref string, taskID in
 		return
 	}
 	defer func() { <-s.encSlot }()
+	releaseFetch()
 	t0 = time.Now()
 	s.stats.encodes.Add(1)
 	f.emb, f.err = s.seg.Encode(ctx, img)

@@ -761,3 +761,32 @@ func TestPanicInFetchFreesTheSlots(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodedImagesDoNotPileUp: while the encoder is busy, only the images
+// holding the two download slots are fetched and decoded; the others wait
+// before downloading, so memory does not grow with the queue.
+func TestDecodedImagesDoNotPileUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		imgs, seg := &fakeImages{w: 8, h: 8}, &fakeSAM{gate: make(chan struct{})}
+		s := predict.New(imgs, seg, predict.Options{EncoderConcurrency: 1, MaxQueue: 8})
+		errs := make(chan error, 6)
+		for i := range 6 {
+			go func() {
+				req := readRequest(t, "ml_predict_request_sam_keypoint.json")
+				req.Tasks[0].Data["image"] = json.RawMessage(fmt.Sprintf(`"/img/%d.jpg"`, i))
+				_, err := s.Predict(context.Background(), req)
+				errs <- err
+			}()
+		}
+		synctest.Wait()
+		if n := imgs.fetches.Load(); n != 3 {
+			t.Errorf("%d images fetched while the encoder is busy; want 3 (one encoding, two holding the download slots)", n)
+		}
+		close(seg.gate)
+		for range 6 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
