@@ -21,7 +21,6 @@ import (
 	"github.com/sam-ml-backend/sam-ml-backend/internal/credentials"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/httpapi"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/imagefetch"
-	ls "github.com/sam-ml-backend/sam-ml-backend/internal/labelstudio"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/logging"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lru"
 	"github.com/sam-ml-backend/sam-ml-backend/internal/lsauth"
@@ -447,8 +446,7 @@ func newCredentials(cfg *config.Config, logger *slog.Logger, observe func(outcom
 				return "", err
 			}
 			if owner != org {
-				return "", &predict.Error{Status: http.StatusForbidden,
-					Msg: fmt.Sprintf("project %s is not one of organization %d's projects", ls.ClipText(project), org)}
+				return "", notOrgProject(project, org)
 			}
 			// Its own cache space: an image cached for a request with
 			// the global credentials (read from disk, say) is not

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/sam-ml-backend/sam-ml-backend/internal/credentials"
@@ -83,8 +84,7 @@ func (c tenantChecker) CheckProject(ctx context.Context, org int64, project stri
 	// cannot be used to list projects.
 	var de *lsdb.DataError
 	if errors.Is(err, lsdb.ErrNotFound) || errors.As(err, &de) || err == nil && owner != org {
-		return &predict.Error{Status: http.StatusForbidden,
-			Msg: fmt.Sprintf("project %d is not one of organization %d's projects; these credentials (org-%d) work only for its own", p.ID, org, org)}
+		return notOrgProject(strconv.FormatInt(p.ID, 10), org)
 	}
 	if err != nil {
 		return &predict.Error{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second, Err: err,
@@ -118,8 +118,14 @@ func (o orgBound) Authorization(ctx context.Context, project string) (string, er
 		return "", err
 	}
 	if owner != org {
-		return "", &predict.Error{Status: http.StatusForbidden,
-			Msg: fmt.Sprintf("project %s is not one of organization %d's projects", ls.ClipText(project), org)}
+		return "", notOrgProject(project, org)
 	}
 	return o.own.Authorization(ctx, project)
+}
+
+// notOrgProject refuses a request of organization org that names project,
+// which is not one of its own.
+func notOrgProject(project string, org int64) error {
+	return &predict.Error{Status: http.StatusForbidden,
+		Msg: fmt.Sprintf("project %s is not one of organization %d's projects; these credentials (org-%d) work only for its own", ls.ClipText(project), org, org)}
 }

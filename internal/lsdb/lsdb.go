@@ -311,23 +311,9 @@ func (s *Store) Task(ctx context.Context, taskID int64) (projectID int64, data [
 // an organization is a *DataError.
 func (s *Store) ProjectOrganization(ctx context.Context, projectID int64) (org, createdAt int64, err error) {
 	err = s.read(ctx, func(ctx context.Context, tx *sql.Tx, g *generation) error {
-		var o, projectCreator, orgCreator sql.NullInt64
-		var created dbTime
-		err := tx.StmtContext(ctx, g.project).QueryRowContext(ctx, projectID).
-			Scan(&o, &projectCreator, &created, &orgCreator)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return &NotFoundError{Kind: "project", ID: projectID}
-		case err != nil:
-			return fmt.Errorf("query project %d: %w", projectID, err)
-		case !o.Valid:
-			return &DataError{Err: ErrNoOrganization,
-				Msg: fmt.Sprintf("project %d has no organization in Label Studio's database", projectID)}
-		case !created.Valid:
-			return fmt.Errorf("query project %d: created_at is NULL", projectID)
-		}
-		org, createdAt = o.Int64, created.Time.Unix()
-		return nil
+		p, err := readProject(ctx, tx, g, projectID)
+		org, createdAt = p.org, p.createdAt
+		return err
 	})
 	if err != nil {
 		return 0, 0, err
@@ -335,32 +321,50 @@ func (s *Store) ProjectOrganization(ctx context.Context, projectID int64) (org, 
 	return org, createdAt, nil
 }
 
-// resolve runs Resolve's queries in tx.
-func resolve(ctx context.Context, tx *sql.Tx, g *generation, projectID int64) (*Resolution, error) {
-	var org, projectCreator, orgCreator sql.NullInt64
+// projectRow is a project's row as the project query reads it.
+type projectRow struct {
+	org, createdAt             int64
+	projectCreator, orgCreator sql.NullInt64
+}
+
+// readProject reads project projectID's row in tx. A missing or deleted
+// project is a *NotFoundError; one without an organization a *DataError.
+func readProject(ctx context.Context, tx *sql.Tx, g *generation, projectID int64) (projectRow, error) {
+	var p projectRow
+	var org sql.NullInt64
 	var created dbTime
 	err := tx.StmtContext(ctx, g.project).QueryRowContext(ctx, projectID).
-		Scan(&org, &projectCreator, &created, &orgCreator)
+		Scan(&org, &p.projectCreator, &created, &p.orgCreator)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil, &NotFoundError{Kind: "project", ID: projectID}
+		return p, &NotFoundError{Kind: "project", ID: projectID}
 	case err != nil:
-		return nil, fmt.Errorf("query project %d: %w", projectID, err)
+		return p, fmt.Errorf("query project %d: %w", projectID, err)
 	case !org.Valid:
-		return nil, &DataError{Err: ErrNoOrganization,
+		return p, &DataError{Err: ErrNoOrganization,
 			Msg: fmt.Sprintf("project %d has no organization in Label Studio's database", projectID)}
 	case !created.Valid:
-		return nil, fmt.Errorf("query project %d: created_at is NULL", projectID)
+		return p, fmt.Errorf("query project %d: created_at is NULL", projectID)
+	}
+	p.org, p.createdAt = org.Int64, created.Time.Unix()
+	return p, nil
+}
+
+// resolve runs Resolve's queries in tx.
+func resolve(ctx context.Context, tx *sql.Tx, g *generation, projectID int64) (*Resolution, error) {
+	p, err := readProject(ctx, tx, g, projectID)
+	if err != nil {
+		return nil, err
 	}
 	res := &Resolution{
 		ProjectID:        projectID,
-		OrganizationID:   org.Int64,
-		ProjectCreatedAt: created.Time.Unix(),
+		OrganizationID:   p.org,
+		ProjectCreatedAt: p.createdAt,
 	}
 
-	rows, err := tx.StmtContext(ctx, g.candidates).QueryContext(ctx, orgCreator, projectCreator, org.Int64)
+	rows, err := tx.StmtContext(ctx, g.candidates).QueryContext(ctx, p.orgCreator, p.projectCreator, p.org)
 	if err != nil {
-		return nil, fmt.Errorf("query users of organization %d: %w", org.Int64, err)
+		return nil, fmt.Errorf("query users of organization %d: %w", p.org, err)
 	}
 	defer rows.Close()
 	var (
@@ -372,7 +376,7 @@ func resolve(ctx context.Context, tx *sql.Tx, g *generation, projectID int64) (*
 		var token sql.NullString
 		var legacy bool
 		if err := rows.Scan(&src, &user, &token, &legacy); err != nil {
-			return nil, fmt.Errorf("query users of organization %d: %w", org.Int64, err)
+			return nil, fmt.Errorf("query users of organization %d: %w", p.org, err)
 		}
 		if firstActive < 0 {
 			firstActive = user
@@ -390,17 +394,17 @@ func resolve(ctx context.Context, tx *sql.Tx, g *generation, projectID int64) (*
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query users of organization %d: %w", org.Int64, err)
+		return nil, fmt.Errorf("query users of organization %d: %w", p.org, err)
 	}
 	switch {
 	case fallback != nil:
 		return fallback, nil
 	case firstActive >= 0:
-		return nil, &DataError{Err: ErrNoToken, OrganizationID: org.Int64, ProjectCreatedAt: res.ProjectCreatedAt,
-			Msg: fmt.Sprintf("No auth token found for user %d in organization %d", firstActive, org.Int64)}
+		return nil, &DataError{Err: ErrNoToken, OrganizationID: p.org, ProjectCreatedAt: res.ProjectCreatedAt,
+			Msg: fmt.Sprintf("No auth token found for user %d in organization %d", firstActive, p.org)}
 	}
-	return nil, &DataError{Err: ErrNoUser, OrganizationID: org.Int64, ProjectCreatedAt: res.ProjectCreatedAt,
-		Msg: fmt.Sprintf("no active user found for organization %d of project %d: its creator, the project's creator and its members are all deleted or inactive", org.Int64, projectID)}
+	return nil, &DataError{Err: ErrNoUser, OrganizationID: p.org, ProjectCreatedAt: res.ProjectCreatedAt,
+		Msg: fmt.Sprintf("no active user found for organization %d of project %d: its creator, the project's creator and its members are all deleted or inactive", p.org, projectID)}
 }
 
 // sourceName names a candidate source of the candidates query.
