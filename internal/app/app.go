@@ -408,51 +408,13 @@ func newCredentials(cfg *config.Config, logger *slog.Logger, observe func(outcom
 	}
 	cs.binder = taskBinder{db: store, log: logger}
 	cs.tenants = tenantChecker{db: store}
-	cs.scope = func(ctx context.Context, project string) (string, error) {
-		org, err := resolver.Organization(ctx, project)
-		if err != nil {
-			return "", err
-		}
-		return "org" + strconv.FormatInt(org, 10), nil
-	}
+	cs.scope = tenantScope(resolver, static != nil)
 	if static != nil {
 		cs.source = &credentials.Fallback{Primary: primary, Static: static, StaticName: cfg.APITokenName, Logger: logger, Observe: observe}
 		cs.inv = invalidators{resolver, staticInv}
-		orgScope := cs.scope
-		cs.scope = func(ctx context.Context, project string) (string, error) {
-			tenant, err := orgScope(ctx, project)
-			if err == nil {
-				return tenant, nil
-			}
-			if _, isOrg := httpapi.Organization(ctx); isOrg {
-				return "", err // no static fallback for an organization's own request
-			}
-			return "static", nil // the fetch falls back to the static token too
-		}
 	}
 	if cfg.OrgAuthSecret != "" {
 		cs.source = orgBound{Source: cs.source, own: primary, orgOf: resolver.Organization}
-		scope := cs.scope
-		cs.scope = func(ctx context.Context, project string) (string, error) {
-			org, isOrg := httpapi.Organization(ctx)
-			if !isOrg {
-				return scope(ctx, project)
-			}
-			// The resolver's answer (cached) must agree with the
-			// database's (the tenant check): a project that moved
-			// meanwhile is refused, not served from the old space.
-			owner, err := resolver.Organization(ctx, project)
-			if err != nil {
-				return "", err
-			}
-			if owner != org {
-				return "", notOrgProject(project, org)
-			}
-			// Its own cache space: an image cached for a request with
-			// the global credentials (read from disk, say) is not
-			// served to an organization's own request.
-			return "org" + strconv.FormatInt(org, 10) + "/own", nil
-		}
 	}
 	cs.close = func() {
 		stop()
@@ -473,6 +435,35 @@ func (cs credSetup) tenantOf() func(string) string {
 	return func(key string) string {
 		tenant, _, _ := strings.Cut(key, "/")
 		return tenant
+	}
+}
+
+// tenantScope returns what names a project's tenant in the embedding
+// cache: "org<id>" for the organization that owns it, "static" when that
+// cannot be resolved and the static credential serves instead (fallback),
+// and for a request made with an organization's own credentials
+// "org<id>/own", a space of its own, so that an image cached for another
+// kind of request (read from disk, say) is not served to it. The
+// resolver's cached owner must then agree with the authenticated
+// organization (which the tenant check read from the database): a project
+// that moved meanwhile is refused, not served from the old space.
+func tenantScope(resolver *credentials.Resolver, fallback bool) func(ctx context.Context, project string) (string, error) {
+	return func(ctx context.Context, project string) (string, error) {
+		authOrg, isOrg := httpapi.Organization(ctx)
+		org, err := resolver.Organization(ctx, project)
+		switch {
+		case isOrg && err != nil:
+			return "", err // no static fallback for an organization's own request
+		case isOrg && org != authOrg:
+			return "", notOrgProject(project, authOrg)
+		case isOrg:
+			return "org" + strconv.FormatInt(org, 10) + "/own", nil
+		case err == nil:
+			return "org" + strconv.FormatInt(org, 10), nil
+		case fallback:
+			return "static", nil // the fetch falls back to the static token too
+		}
+		return "", err
 	}
 }
 
