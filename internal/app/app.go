@@ -389,7 +389,10 @@ func newCredentials(cfg *config.Config, logger *slog.Logger, observe func(outcom
 		"fallback", static != nil)
 
 	cs.source, cs.inv, cs.db = resolver, resolver, dbHealth
-	var primary credentials.Source = resolver
+	var primary interface {
+		credentials.Source
+		orgSource
+	} = resolver
 	if cfg.HealthVerifyTokens {
 		cs.creds = newCredCheck(cfg.LabelStudioURL, func() []credTarget {
 			var ts []credTarget
@@ -414,7 +417,7 @@ func newCredentials(cfg *config.Config, logger *slog.Logger, observe func(outcom
 		cs.inv = invalidators{resolver, staticInv}
 	}
 	if cfg.OrgAuthSecret != "" {
-		cs.source = orgBound{Source: cs.source, own: primary, orgOf: resolver.Organization}
+		cs.source = orgBound{Source: cs.source, own: primary}
 	}
 	cs.close = func() {
 		stop()

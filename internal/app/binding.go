@@ -104,8 +104,13 @@ func (c tenantChecker) CheckProject(ctx context.Context, org int64, project stri
 // through Source.
 type orgBound struct {
 	credentials.Source
-	own   credentials.Source
-	orgOf func(ctx context.Context, project string) (int64, error)
+	own orgSource
+}
+
+// orgSource gives a project's credential with the organization it belongs
+// to, from one answer.
+type orgSource interface {
+	OrganizationAuthorization(ctx context.Context, project string) (org int64, header string, err error)
 }
 
 func (o orgBound) Authorization(ctx context.Context, project string) (string, error) {
@@ -113,14 +118,14 @@ func (o orgBound) Authorization(ctx context.Context, project string) (string, er
 	if !isOrg {
 		return o.Source.Authorization(ctx, project)
 	}
-	owner, err := o.orgOf(ctx, project)
+	owner, h, err := o.own.OrganizationAuthorization(ctx, project)
 	if err != nil {
 		return "", err
 	}
 	if owner != org {
 		return "", notOrgProject(project, org)
 	}
-	return o.own.Authorization(ctx, project)
+	return h, nil
 }
 
 // notOrgProject refuses a request of organization org that names project,

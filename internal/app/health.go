@@ -294,20 +294,26 @@ func (c *credCheck) isRejected(h string) bool {
 	return false
 }
 
-// guarded is a credential source whose answers the health check found
-// Label Studio refuses are turned into errors, so that a Fallback serves
-// the static credential instead.
+// guarded is the organization middleware with the answers the health
+// check found Label Studio refuses turned into errors, so that a Fallback
+// serves the static credential instead (and an organization's own request
+// fails).
 type guarded struct {
-	credentials.Source
+	*credentials.Resolver
 	check *credCheck
 }
 
 func (g guarded) Authorization(ctx context.Context, project string) (string, error) {
-	h, err := g.Source.Authorization(ctx, project)
-	if err == nil && g.check.isRejected(h) {
-		return "", &refusedCredential{project: project}
-	}
+	_, h, err := g.OrganizationAuthorization(ctx, project)
 	return h, err
+}
+
+func (g guarded) OrganizationAuthorization(ctx context.Context, project string) (int64, string, error) {
+	org, h, err := g.Resolver.OrganizationAuthorization(ctx, project)
+	if err == nil && g.check.isRejected(h) {
+		return 0, "", &refusedCredential{project: project}
+	}
+	return org, h, err
 }
 
 // refusedCredential is a credential the health check saw refused.

@@ -207,14 +207,23 @@ func New(store Store, ex Exchanger, opts Options) *Resolver {
 // Authorization returns the Authorization value for requests to Label
 // Studio made for project, the raw "project" of a predict request.
 func (r *Resolver) Authorization(ctx context.Context, project string) (string, error) {
+	_, h, err := r.OrganizationAuthorization(ctx, project)
+	return h, err
+}
+
+// OrganizationAuthorization is Authorization that also returns the
+// organization the credential belongs to, both from one cache entry, so
+// that the two cannot come from different answers.
+func (r *Resolver) OrganizationAuthorization(ctx context.Context, project string) (int64, string, error) {
 	p, err := r.entry(ctx, project)
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	if p.cred.header != "" {
-		return p.cred.header, nil
+		return p.org, p.cred.header, nil
 	}
-	return r.ex.Header(ctx, p.cred.token)
+	h, err := r.ex.Header(ctx, p.cred.token)
+	return p.org, h, err
 }
 
 // Projects returns, for every organization with a credential in the cache,

@@ -511,3 +511,19 @@ func TestProjectsNamesOneProjectPerOrganization(t *testing.T) {
 		t.Errorf("Projects() = %v; want organization 10's most recent project 3 and organization 20's project 2, none for the failed 99", got)
 	}
 }
+
+func TestOrganizationAuthorizationComesFromOneAnswer(t *testing.T) {
+	r := credentials.New(twoOrgs(), &fakeExchanger{}, credentials.Options{})
+	for project, want := range map[string]struct {
+		org    int64
+		header string
+	}{"1": {10, "Token " + keyA}, "2": {20, "Token " + keyB}, "3": {10, "Token " + keyA}} {
+		org, h, err := r.OrganizationAuthorization(context.Background(), project)
+		if err != nil || org != want.org || h != want.header {
+			t.Errorf("project %s: organization %d, %v; want %d and its key", project, org, err, want.org)
+		}
+	}
+	if _, _, err := r.OrganizationAuthorization(context.Background(), "99"); err == nil {
+		t.Error("unknown project: no error")
+	}
+}
