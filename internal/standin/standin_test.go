@@ -229,8 +229,6 @@ func eachField(b []byte, fn func(num protowire.Number, v uint64, sub []byte) err
 
 // --- Through ONNX Runtime ---
 
-func initORT(tb testing.TB) { onnxrttest.Init(tb) }
-
 var decoderInputNames = []string{"image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"}
 
 func newSession(tb testing.TB, model []byte, inputs []string) *onnxrt.Session {
